@@ -1,0 +1,62 @@
+# Every target the README and CI run. `make demo` and `make test` do all set-up
+# themselves on a fresh Debian machine (as root): apt packages, .venv, locked deps.
+SHELL := /bin/bash
+PY    := .venv/bin/python
+APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk graphviz
+# command that proves each package is installed (same order as APT_PACKAGES)
+APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/dot
+
+.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token clean
+
+demo: deps venv
+	$(PY) -m keelhaul.demo
+
+test: deps venv
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+test-integration: deps venv
+	$(PY) -m pytest tests/integration
+
+test-e2e: deps venv
+	$(PY) -m pytest tests/e2e
+
+lint: venv
+	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench
+	.venv/bin/mypy
+
+bench-token: deps venv
+	$(PY) bench/token_bench.py
+
+# --- set-up ---------------------------------------------------------------
+deps:
+	@missing=""; probes=($(APT_PROBES)); pkgs=($(APT_PACKAGES)); \
+	for i in "$${!pkgs[@]}"; do [ -x "$${probes[$$i]}" ] || missing="$$missing $${pkgs[$$i]}"; done; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: .venv/.installed
+
+.venv/.installed: locks/dev.txt pyproject.toml
+	test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r locks/dev.txt
+	.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# Re-pin after editing pyproject.toml dependencies (needs pip-tools; not run by CI).
+lock: venv
+	.venv/bin/python -m pip install -q pip-tools
+	.venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --all-extras --all-build-deps \
+	  --no-emit-find-links --no-emit-index-url -o locks/dev.txt pyproject.toml
+	.venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --extra auth \
+	  --no-emit-find-links --no-emit-index-url -o locks/auth.txt pyproject.toml
+
+clean:
+	rm -rf .venv .keelhaul .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,215 @@
+"""Token service settings: one frozen, validated object, loaded once at start.
+
+File: YAML given by ``--config`` or ``KEELHAUL_AUTH_CONFIG``; every key can be overridden
+by ``KEELHAUL_AUTH_<SECTION>__<KEY>`` (see :mod:`keelhaul.settings_base`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from keelhaul import settings_base
+from keelhaul.settings_base import FrozenModel
+
+__all__ = [
+    "AclMatch",
+    "AclRule",
+    "AuditSettings",
+    "AuthSettings",
+    "CacheSettings",
+    "KeyPair",
+    "LimitSettings",
+    "ServerSettings",
+    "StaticUser",
+    "ThrottleSettings",
+    "TokenSettings",
+    "UserSettings",
+    "load_auth_settings",
+]
+
+KidFormat = Literal["registry-v3", "rfc7638", "libtrust"]
+WorkerClass = Literal["gevent", "sync", "gthread"]
+
+
+def _check_pattern(value: str | None) -> str | None:
+    """ACL patterns are globs, or regular expressions written ``/like this/``."""
+    if value is not None and len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+        try:
+            re.compile(value[1:-1])
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+class KeyPair(FrozenModel):
+    """A signing key and its certificate. The first configured pair signs; all are published."""
+
+    key: Path
+    cert: Path
+
+
+class TokenSettings(FrozenModel):
+    issuer: str = Field(min_length=1)
+    service: str = Field(min_length=1, description="audience; must equal the registry's auth.token.service")
+    expiration: int = Field(default=300, ge=60, le=86400, description="seconds; the spec's floor is 60")
+    algorithm: Literal["ES256", "RS256"] = "ES256"
+    kid_format: KidFormat = "registry-v3"
+    include_x5c: bool = True
+    keys: list[KeyPair] = Field(min_length=1)
+    refresh_expiration: int = Field(default=30 * 86400, ge=300)
+
+
+class StaticUser(FrozenModel):
+    password_hash: SecretStr = Field(description="a bcrypt hash ($2a$/$2b$/$2y$)")
+    labels: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("password_hash")
+    @classmethod
+    def _bcrypt_only(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", value.get_secret_value()):
+            raise ValueError("must be a bcrypt hash; create one with `keelhaul auth hash`")
+        return value
+
+
+class UserSettings(FrozenModel):
+    htpasswd: Path | None = None
+    reload_interval: float = Field(default=2.0, gt=0, le=300, description="seconds between htpasswd checks")
+    static: dict[str, StaticUser] = Field(default_factory=dict)
+    order: list[Literal["static", "htpasswd"]] = Field(default_factory=lambda: ["static", "htpasswd"])
+    labels: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict, description="user -> label -> values, for users of any backend"
+    )
+
+
+class AclMatch(FrozenModel):
+    account: str | None = None
+    name: str | None = None
+    type: str | None = None
+    ip: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    _p_account = field_validator("account")(_check_pattern)
+    _p_name = field_validator("name")(_check_pattern)
+    _p_type = field_validator("type")(_check_pattern)
+
+    @field_validator("ip")
+    @classmethod
+    def _cidr(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network in CIDR form: {value!r}") from None
+        return value
+
+
+class AclRule(FrozenModel):
+    match: AclMatch = Field(default_factory=AclMatch)
+    actions: list[str] = Field(description="granted actions; ['*'] for all; [] denies explicitly")
+    comment: str = ""
+
+
+class CacheSettings(FrozenModel):
+    enabled: bool = True
+    ttl: float = Field(default=300.0, gt=0, le=86400, description="seconds a verified password is remembered")
+    max_entries: int = Field(default=10000, ge=1)
+    redis_url: SecretStr | None = None
+    redis_pool_size: int = Field(default=50, ge=1)
+    redis_timeout: float = Field(default=0.25, gt=0, le=30)
+    retry_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds before retrying a failed Redis")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class ThrottleSettings(FrozenModel):
+    enabled: bool = True
+    max_failures: int = Field(default=10, ge=1, description="failures per account+IP before backoff")
+    max_failures_per_ip: int = Field(default=50, ge=1)
+    window: float = Field(default=300.0, gt=0)
+    base_delay: float = Field(default=1.0, gt=0)
+    max_delay: float = Field(default=300.0, gt=0)
+
+
+class LimitSettings(FrozenModel):
+    max_scopes: int = Field(default=32, ge=1)
+    max_scope_length: int = Field(default=512, ge=16)
+    max_query_bytes: int = Field(default=16384, ge=256)
+    max_body_bytes: int = Field(default=16384, ge=256)
+    max_username_length: int = Field(default=256, ge=1)
+    max_password_length: int = Field(default=1024, ge=8)
+
+
+class ServerSettings(FrozenModel):
+    """gunicorn settings; defaults are the field report's: gevent, 2 x CPU, 1000 connections, 180 s."""
+
+    bind: str = "127.0.0.1:5001"
+    workers: int | None = Field(default=None, ge=1, description="default: 2 x CPU count")
+    worker_class: WorkerClass = "gevent"
+    worker_connections: int = Field(default=1000, ge=1)
+    threads: int = Field(default=1, ge=1)
+    timeout: int = Field(default=180, ge=1)
+    graceful_timeout: int = Field(default=30, ge=1)
+    keepalive: int = Field(default=5, ge=0)
+    backlog: int = Field(default=2048, ge=1)
+    trusted_proxies: int = Field(default=0, ge=0, description="X-Forwarded-For hops to trust")
+
+    def effective_workers(self, cpu_count: int | None = None) -> int:
+        return self.workers if self.workers is not None else 2 * (cpu_count or os.cpu_count() or 1)
+
+
+class AuditSettings(FrozenModel):
+    enabled: bool = True
+    path: Path | None = Field(default=None, description="JSON lines file; default: the service's stderr")
+
+
+class AuthSettings(FrozenModel):
+    secret: SecretStr = Field(description="server secret for the credential cache and refresh tokens")
+    token: TokenSettings
+    users: UserSettings = Field(default_factory=UserSettings)
+    acl: list[AclRule] = Field(default_factory=list, description="first match wins; no match denies")
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    realm: str = "keelhaul"
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_strength(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters; generate one with `keelhaul auth secret`")
+        return value
+
+    @model_validator(mode="after")
+    def _some_user_store(self) -> AuthSettings:
+        if "htpasswd" in self.users.order and self.users.htpasswd is None and not self.users.static:
+            # anonymous-only deployments are legal, but say so explicitly
+            pass
+        return self
+
+
+def load_auth_settings(
+    path: Path | None = None,
+    *,
+    data: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AuthSettings:
+    env = os.environ if environ is None else environ
+    if path is None and data is None:
+        configured = env.get("KEELHAUL_AUTH_CONFIG")
+        if configured:
+            path = Path(configured)
+    return settings_base.load(AuthSettings, "auth", path=path, data=data, environ=env)

@@ -1,0 +1,137 @@
+"""Every error keelhaul raises on purpose, in one place.
+
+::
+
+    KeelhaulError                      base; ``str(e)`` is safe to show a user
+    ├── ConfigError                    settings invalid; names the key and the fix   (exit 2)
+    ├── RequestError                   a token-service request the client got wrong (HTTP 4xx)
+    │   ├── BadRequest                 400 malformed input (scope, header, grant, service)
+    │   │   └── ScopeError             400 a scope string outside the spec's grammar
+    │   ├── Unauthorized               401 credentials missing or wrong
+    │   ├── Forbidden                  403 authenticated, but nothing may be granted at all
+    │   ├── TooManyRequests            429 brute-force protection; carries ``retry_after``
+    │   └── PayloadTooLarge            413 body or query over the configured limit
+    ├── BackendError                   a user store or cache could not decide (never shown raw)
+    ├── StackError                     the local stack could not start/stop           (exit 3)
+    │   ├── MissingBinaryError         names the Debian package to install
+    │   └── ComponentError             a component died or never became healthy; has a log tail
+    └── RegistryClientError            the registry client (CLI and load users)         (exit 4)
+
+HTTP status and exit codes are assigned here and mapped in exactly one place each:
+``keelhaul.auth.app`` (HTTP) and ``keelhaul.cli.main`` (exit codes).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BadRequest",
+    "ComponentError",
+    "ConfigError",
+    "Forbidden",
+    "KeelhaulError",
+    "MissingBinaryError",
+    "PayloadTooLarge",
+    "RegistryClientError",
+    "RequestError",
+    "ScopeError",
+    "StackError",
+    "TooManyRequests",
+    "Unauthorized",
+]
+
+
+class KeelhaulError(Exception):
+    """Base class. The message must never contain a secret or a backend's raw text."""
+
+    exit_code: int = 1
+
+
+class ConfigError(KeelhaulError):
+    """Invalid settings. ``problems`` lists one ``key: what is wrong`` line each."""
+
+    exit_code = 2
+
+    def __init__(self, component: str, problems: list[str]) -> None:
+        self.component = component
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {component} settings:\n{lines}")
+
+
+class RequestError(KeelhaulError):
+    """A client error on the token service; mapped to a Docker-style error body."""
+
+    status: int = 400
+    code: str = "BAD_REQUEST"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class ScopeError(BadRequest):
+    code = "INVALID_SCOPE"
+
+
+class Unauthorized(RequestError):
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(RequestError):
+    status = 403
+    code = "DENIED"
+
+
+class TooManyRequests(RequestError):
+    status = 429
+    code = "TOOMANYREQUESTS"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "SIZE_INVALID"
+
+
+class BackendError(KeelhaulError):
+    """A backend (user store, Redis) failed to answer; callers degrade or deny."""
+
+
+class StackError(KeelhaulError):
+    exit_code = 3
+
+
+class MissingBinaryError(StackError):
+    def __init__(self, binary: str, package: str) -> None:
+        super().__init__(
+            f"{binary} not found; install the Debian package: apt-get install {package}"
+        )
+        self.binary = binary
+        self.package = package
+
+
+class ComponentError(StackError):
+    def __init__(self, component: str, problem: str, log_tail: str = "") -> None:
+        msg = f"{component}: {problem}"
+        if log_tail.strip():
+            msg += f"\n--- last lines of the {component} log ---\n{log_tail.rstrip()}"
+        super().__init__(msg)
+        self.component = component
+        self.problem = problem
+        self.log_tail = log_tail
+
+
+class RegistryClientError(KeelhaulError):
+    exit_code = 4
