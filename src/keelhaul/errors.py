@@ -16,6 +16,20 @@
     │   ├── MissingBinaryError         names the Debian package to install
     │   └── ComponentError             a component died or never became healthy; has a log tail
     └── RegistryClientError            the registry client (CLI and load users)         (exit 4)
+        ├── InvalidReference           an image reference or repository name that does not parse (2)
+        ├── RegistryUnauthorized       credentials missing or wrong (registry or token service) (10)
+        ├── RegistryDenied             authenticated, but the registry refuses this action     (11)
+        ├── RegistryNotFound           something named does not exist                          (12)
+        │   ├── RepositoryNotFound     the repository                                          (12)
+        │   ├── ManifestNotFound       the tag, the manifest digest, or the wanted platform    (13)
+        │   └── BlobNotFound           a layer or config blob                                  (14)
+        ├── DigestMismatch             content does not hash to its digest; nothing was kept   (15)
+        ├── RegistryUnreachable        cannot connect, or timed out                            (16)
+        │   └── ConnectionDropped      the connection broke mid-transfer (uploads resume)      (16)
+        ├── TLSFailure                 TLS handshake or certificate verification failed        (17)
+        ├── UnsupportedMediaType       a manifest type keelhaul does not speak (e.g. schema 1) (18)
+        ├── CredentialsError           a credentials file unreadable, or names a helper        (19)
+        └── LayoutError                an OCI image layout missing, malformed or without a tag (20)
 
 HTTP status and exit codes are assigned here and mapped in exactly one place each:
 ``keelhaul.auth.app`` (HTTP) and ``keelhaul.cli.main`` (exit codes).
@@ -26,18 +40,32 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BadRequest",
+    "BlobNotFound",
     "ComponentError",
     "ConfigError",
+    "ConnectionDropped",
+    "CredentialsError",
+    "DigestMismatch",
     "Forbidden",
+    "InvalidReference",
     "KeelhaulError",
+    "LayoutError",
+    "ManifestNotFound",
     "MissingBinaryError",
     "PayloadTooLarge",
     "RegistryClientError",
+    "RegistryDenied",
+    "RegistryNotFound",
+    "RegistryUnauthorized",
+    "RegistryUnreachable",
+    "RepositoryNotFound",
     "RequestError",
     "ScopeError",
     "StackError",
+    "TLSFailure",
     "TooManyRequests",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]
 
 
@@ -135,3 +163,71 @@ class ComponentError(StackError):
 
 class RegistryClientError(KeelhaulError):
     exit_code = 4
+
+
+# --- the registry client (keelhaul.client); messages name what failed and what to do ------
+
+
+class InvalidReference(RegistryClientError):
+    """A usage error, so it exits like one (click's usage errors exit 2 too)."""
+
+    exit_code = 2
+
+
+class RegistryUnauthorized(RegistryClientError):
+    exit_code = 10
+
+
+class RegistryDenied(RegistryClientError):
+    exit_code = 11
+
+
+class RegistryNotFound(RegistryClientError):
+    exit_code = 12
+
+
+class RepositoryNotFound(RegistryNotFound):
+    exit_code = 12
+
+
+class ManifestNotFound(RegistryNotFound):
+    exit_code = 13
+
+
+class BlobNotFound(RegistryNotFound):
+    exit_code = 14
+
+
+class DigestMismatch(RegistryClientError):
+    """Carries both digests; whatever was being written has been removed."""
+
+    exit_code = 15
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistryUnreachable(RegistryClientError):
+    exit_code = 16
+
+
+class ConnectionDropped(RegistryUnreachable):
+    """The connection broke after the request started; an upload may resume from here."""
+
+
+class TLSFailure(RegistryClientError):
+    exit_code = 17
+
+
+class UnsupportedMediaType(RegistryClientError):
+    exit_code = 18
+
+
+class CredentialsError(RegistryClientError):
+    exit_code = 19
+
+
+class LayoutError(RegistryClientError):
+    exit_code = 20

@@ -37,7 +37,9 @@ def read_yaml(path: Path, component: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(component, [f"config file {path} does not exist"]) from None
     except OSError as exc:
-        raise ConfigError(component, [f"config file {path} cannot be read: {exc.strerror}"]) from None
+        raise ConfigError(
+            component, [f"config file {path} cannot be read: {exc.strerror}"]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -32,10 +32,13 @@ __all__ = [
     "TokenSettings",
     "UserSettings",
     "load_auth_settings",
+    "load_with_overrides",
 ]
 
 KidFormat = Literal["registry-v3", "rfc7638", "libtrust"]
 WorkerClass = Literal["gevent", "sync", "gthread"]
+UserStore = Literal["static", "htpasswd"]
+_DEFAULT_ORDER: tuple[UserStore, ...] = ("static", "htpasswd")
 
 
 def _check_pattern(value: str | None) -> str | None:
@@ -57,8 +60,12 @@ class KeyPair(FrozenModel):
 
 class TokenSettings(FrozenModel):
     issuer: str = Field(min_length=1)
-    service: str = Field(min_length=1, description="audience; must equal the registry's auth.token.service")
-    expiration: int = Field(default=300, ge=60, le=86400, description="seconds; the spec's floor is 60")
+    service: str = Field(
+        min_length=1, description="audience; must equal the registry's auth.token.service"
+    )
+    expiration: int = Field(
+        default=300, ge=60, le=86400, description="seconds; the spec's floor is 60"
+    )
     algorithm: Literal["ES256", "RS256"] = "ES256"
     kid_format: KidFormat = "registry-v3"
     include_x5c: bool = True
@@ -80,9 +87,11 @@ class StaticUser(FrozenModel):
 
 class UserSettings(FrozenModel):
     htpasswd: Path | None = None
-    reload_interval: float = Field(default=2.0, gt=0, le=300, description="seconds between htpasswd checks")
+    reload_interval: float = Field(
+        default=2.0, gt=0, le=300, description="seconds between htpasswd checks"
+    )
     static: dict[str, StaticUser] = Field(default_factory=dict)
-    order: list[Literal["static", "htpasswd"]] = Field(default_factory=lambda: ["static", "htpasswd"])
+    order: list[UserStore] = Field(default_factory=lambda: list(_DEFAULT_ORDER))
     labels: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict, description="user -> label -> values, for users of any backend"
     )
@@ -118,24 +127,32 @@ class AclRule(FrozenModel):
 
 class CacheSettings(FrozenModel):
     enabled: bool = True
-    ttl: float = Field(default=300.0, gt=0, le=86400, description="seconds a verified password is remembered")
+    ttl: float = Field(
+        default=300.0, gt=0, le=86400, description="seconds a verified password is remembered"
+    )
     max_entries: int = Field(default=10000, ge=1)
     redis_url: SecretStr | None = None
     redis_pool_size: int = Field(default=50, ge=1)
     redis_timeout: float = Field(default=0.25, gt=0, le=30)
-    retry_interval: float = Field(default=5.0, gt=0, le=3600, description="seconds before retrying a failed Redis")
+    retry_interval: float = Field(
+        default=5.0, gt=0, le=3600, description="seconds before retrying a failed Redis"
+    )
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
 
 class ThrottleSettings(FrozenModel):
     enabled: bool = True
-    max_failures: int = Field(default=10, ge=1, description="failures per account+IP before backoff")
+    max_failures: int = Field(
+        default=10, ge=1, description="failures per account+IP before backoff"
+    )
     max_failures_per_ip: int = Field(default=50, ge=1)
     window: float = Field(default=300.0, gt=0)
     base_delay: float = Field(default=1.0, gt=0)
@@ -152,7 +169,7 @@ class LimitSettings(FrozenModel):
 
 
 class ServerSettings(FrozenModel):
-    """gunicorn settings; defaults are the field report's: gevent, 2 x CPU, 1000 connections, 180 s."""
+    """gunicorn settings; the field report's defaults: gevent, 2 x CPU, 1000 connections, 180 s."""
 
     bind: str = "127.0.0.1:5001"
     workers: int | None = Field(default=None, ge=1, description="default: 2 x CPU count")
@@ -164,6 +181,9 @@ class ServerSettings(FrozenModel):
     keepalive: int = Field(default=5, ge=0)
     backlog: int = Field(default=2048, ge=1)
     trusted_proxies: int = Field(default=0, ge=0, description="X-Forwarded-For hops to trust")
+    control_socket: Path | None = Field(
+        default=None, description="gunicorn control socket (gunicornc); default: none"
+    )
 
     def effective_workers(self, cpu_count: int | None = None) -> int:
         return self.workers if self.workers is not None else 2 * (cpu_count or os.cpu_count() or 1)
@@ -171,14 +191,20 @@ class ServerSettings(FrozenModel):
 
 class AuditSettings(FrozenModel):
     enabled: bool = True
-    path: Path | None = Field(default=None, description="JSON lines file; default: the service's stderr")
+    path: Path | None = Field(
+        default=None, description="JSON lines file; default: the service's stderr"
+    )
 
 
 class AuthSettings(FrozenModel):
-    secret: SecretStr = Field(description="server secret for the credential cache and refresh tokens")
+    secret: SecretStr = Field(
+        description="server secret for the credential cache and refresh tokens"
+    )
     token: TokenSettings
     users: UserSettings = Field(default_factory=UserSettings)
-    acl: list[AclRule] = Field(default_factory=list, description="first match wins; no match denies")
+    acl: list[AclRule] = Field(
+        default_factory=list, description="first match wins; no match denies"
+    )
     cache: CacheSettings = Field(default_factory=CacheSettings)
     throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -190,7 +216,9 @@ class AuthSettings(FrozenModel):
     @classmethod
     def _secret_strength(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters; generate one with `keelhaul auth secret`")
+            raise ValueError(
+                "must be at least 32 characters; generate one with `keelhaul auth secret`"
+            )
         return value
 
     @model_validator(mode="after")
@@ -213,3 +241,13 @@ def load_auth_settings(
         if configured:
             path = Path(configured)
     return settings_base.load(AuthSettings, "auth", path=path, data=data, environ=env)
+
+
+def load_with_overrides(path: Path | None, overrides: Mapping[str, object]) -> AuthSettings:
+    """Config file < environment < command-line flags (``overrides`` are ``server.*`` keys)."""
+    settings = load_auth_settings(path)
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if not clean:
+        return settings
+    server = settings.server.model_dump() | clean
+    return load_auth_settings(data={**settings.model_dump(), "server": server}, environ={})

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point. Maps every keelhaul error to a message and an exit code."""
     _register()
     try:
-        cli.main(args=argv, prog_name="keelhaul", standalone_mode=False)
+        # standalone_mode=False makes click *return* ctx.exit(n)'s code instead of raising
+        rc = cli.main(args=argv, prog_name="keelhaul", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,93 @@
+"""Run the token service under gunicorn (gevent workers by default), configured from settings.
+
+Defaults are the field report's hard-won ones: ``-k gevent``, workers = 2 x CPU count,
+``--worker-connections 1000``, ``-t 180``. Each can be set in the config file
+(``server.*``), the environment (``KEELHAUL_AUTH_SERVER__WORKERS``) or a flag; the
+effective values are logged when the master starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from keelhaul.auth.settings import AuthSettings, ServerSettings, load_with_overrides
+
+__all__ = ["gunicorn_options", "serve"]
+
+_WORKER_CLASSES = {"gevent": "gevent", "sync": "sync", "gthread": "gthread"}
+
+
+def gunicorn_options(server: ServerSettings, cpu_count: int | None = None) -> dict[str, Any]:
+    """Pure: server settings → gunicorn settings."""
+    return {
+        "bind": [server.bind],
+        "workers": server.effective_workers(cpu_count),
+        "worker_class": _WORKER_CLASSES[server.worker_class],
+        "worker_connections": server.worker_connections,
+        "threads": server.threads,
+        "timeout": server.timeout,
+        "graceful_timeout": server.graceful_timeout,
+        "keepalive": server.keepalive,
+        "backlog": server.backlog,
+        "proc_name": "keelhaul-auth",
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "preload_app": False,
+        "control_socket_disable": server.control_socket is None,
+        **({"control_socket": str(server.control_socket)} if server.control_socket else {}),
+    }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class _Application(BaseApplication):  # type: ignore[misc]
+    def __init__(self, path: Path | None, overrides: Mapping[str, Any]) -> None:
+        self._path = path
+        self._overrides = dict(overrides)
+        self.settings = load_with_overrides(path, overrides)
+        super().__init__()
+
+    def load_config(self) -> None:
+        # Also called on SIGHUP: re-read the file so a reload picks up changes.
+        self.settings = load_with_overrides(self._path, self._overrides)
+        options = gunicorn_options(self.settings.server)
+        for key, value in options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("child_exit", _child_exit)
+        shown = {
+            k: options[k]
+            for k in ("bind", "workers", "worker_class", "worker_connections", "threads", "timeout")
+        }
+
+        def when_ready(server: Any) -> None:
+            server.log.info("keelhaul auth: effective server settings %s", shown)
+
+        self.cfg.set("when_ready", when_ready)
+
+    def load(self) -> Any:
+        from keelhaul.auth.app import create_app
+
+        return create_app(self.settings)
+
+
+def serve(settings: AuthSettings, path: Path | None, overrides: Mapping[str, Any]) -> None:
+    """Validate everything (settings, keys, user stores) before forking, then run gunicorn.
+
+    ``settings`` were loaded by the entry point, which has already monkey-patched for
+    gevent if that is the worker class (before ssl, redis or gunicorn were imported).
+    """
+    from keelhaul.auth.wiring import build
+
+    build(settings)  # fail fast, in the master, with the config error's message
+    _Application(path, overrides).run()

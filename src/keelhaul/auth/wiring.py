@@ -1,0 +1,76 @@
+"""Build the token service's parts from settings (the only place that knows them all)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keelhaul.auth.acl import Acl
+from keelhaul.auth.authn import Backend
+from keelhaul.auth.authn.authenticator import Authenticator
+from keelhaul.auth.authn.htpasswd import HtpasswdFile
+from keelhaul.auth.authn.static import StaticUsers
+from keelhaul.auth.credcache import CredentialCache, LocalCache, RedisCache
+from keelhaul.auth.refresh import RefreshTokens
+from keelhaul.auth.service import TokenService
+from keelhaul.auth.settings import AuthSettings
+from keelhaul.auth.signing import KeyRing
+from keelhaul.errors import BackendError, ConfigError
+
+__all__ = ["Parts", "build"]
+
+
+@dataclass
+class Parts:
+    service: TokenService
+    backends: tuple[Backend, ...]
+    cache: CredentialCache | None
+    shared: RedisCache | None
+
+
+def _dummy_cost(backends: tuple[Backend, ...]) -> int:
+    """The cost of real hashes, so an unknown user costs what a known one does."""
+    for backend in backends:
+        cost = backend.typical_cost()
+        if cost is not None:
+            return cost
+    return 10
+
+
+def build(settings: AuthSettings) -> Parts:
+    backends: list[Backend] = []
+    for name in settings.users.order:
+        if name == "static" and settings.users.static:
+            backends.append(StaticUsers(settings.users.static, settings.users.labels))
+        elif name == "htpasswd" and settings.users.htpasswd is not None:
+            try:
+                backends.append(
+                    HtpasswdFile(
+                        settings.users.htpasswd,
+                        reload_interval=settings.users.reload_interval,
+                        labels=settings.users.labels,
+                    )
+                )
+            except BackendError as exc:
+                raise ConfigError("auth", [f"users.htpasswd: {exc}"]) from None
+    secret = settings.secret.get_secret_value().encode("utf-8")
+    shared = None
+    cache = None
+    if settings.cache.enabled:
+        c = settings.cache
+        if c.redis_url is not None:
+            shared = RedisCache.from_url(
+                c.redis_url.get_secret_value(),
+                pool_size=c.redis_pool_size,
+                timeout=c.redis_timeout,
+                retry_interval=c.retry_interval,
+            )
+        cache = CredentialCache(secret, ttl=c.ttl, local=LocalCache(c.max_entries), shared=shared)
+    frozen = tuple(backends)
+    service = TokenService(
+        settings,
+        authenticator=Authenticator(frozen, cache, dummy_cost=_dummy_cost(frozen)),
+        acl=Acl.compile(settings.acl),
+        keys=KeyRing.from_settings(settings.token),
+        refresh=RefreshTokens(secret, max_age=settings.token.refresh_expiration),
+    )
+    return Parts(service=service, backends=frozen, cache=cache, shared=shared)

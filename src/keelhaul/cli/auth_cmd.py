@@ -1,0 +1,168 @@
+"""``keelhaul auth``: run and operate the token service."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["auth"]
+
+_config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="KEELHAUL_AUTH_CONFIG",
+    help="token service config (YAML); default: $KEELHAUL_AUTH_CONFIG",
+)
+
+
+@click.group()
+def auth() -> None:
+    """The registry token service."""
+
+
+@auth.command()
+@_config_option
+@click.option("--bind", help="host:port (server.bind)")
+@click.option("--workers", type=int, help="gunicorn workers (server.workers; default 2 x CPU)")
+@click.option(
+    "--worker-class", type=click.Choice(["gevent", "sync", "gthread"]), help="server.worker_class"
+)
+@click.option("--worker-connections", type=int, help="server.worker_connections (gevent)")
+@click.option("--threads", type=int, help="server.threads (gthread)")
+@click.option("--timeout", type=int, help="server.timeout, seconds")
+def serve(
+    config: Path | None,
+    bind: str | None,
+    workers: int | None,
+    worker_class: str | None,
+    worker_connections: int | None,
+    threads: int | None,
+    timeout: int | None,
+) -> None:
+    """Serve the token service under gunicorn (gevent workers by default)."""
+    from keelhaul.auth.settings import load_with_overrides
+
+    overrides = {
+        "bind": bind,
+        "workers": workers,
+        "worker_class": worker_class,
+        "worker_connections": worker_connections,
+        "threads": threads,
+        "timeout": timeout,
+    }
+    settings = load_with_overrides(config, overrides)
+    if settings.server.worker_class == "gevent":
+        # This is the process entry point: patch before ssl, redis or gunicorn are imported,
+        # so the master and its forked workers see one consistent, cooperative stdlib.
+        from gevent import monkey
+
+        monkey.patch_all()
+    from keelhaul.auth.serve import serve as run
+
+    run(settings, config, overrides)
+
+
+@auth.command()
+@_config_option
+def check(config: Path | None) -> None:
+    """Validate the config, keys and user stores; print a summary (no secrets)."""
+    from keelhaul.auth.settings import load_auth_settings
+    from keelhaul.auth.wiring import build
+
+    settings = load_auth_settings(config)
+    parts = build(settings)
+    ring = parts.service.keys
+    click.echo(
+        f"issuer={settings.token.issuer} service={settings.token.service} "
+        f"algorithm={settings.token.algorithm} kid={ring.signer.kid} keys={len(ring.keys)}"
+    )
+    for backend in parts.backends:
+        ok, detail = backend.health()
+        click.echo(f"users.{backend.name}: {'ok' if ok else 'PROBLEM'} ({detail})")
+    click.echo(
+        f"acl: {len(settings.acl)} rules; cache: "
+        + (
+            "redis + local"
+            if settings.cache.redis_url
+            else "local"
+            if settings.cache.enabled
+            else "off"
+        )
+    )
+
+
+@auth.command()
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="directory for NAME.key (0600) and NAME.crt",
+)
+@click.option(
+    "--algorithm", type=click.Choice(["ES256", "RS256"]), default="ES256", show_default=True
+)
+@click.option("--name", default="token", show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+def keygen(out: Path, algorithm: str, name: str, days: int) -> None:
+    """Create a signing key and its self-signed certificate (the registry's rootcertbundle)."""
+    from keelhaul.auth.signing import generate_keypair
+
+    for path in (out / f"{name}.key", out / f"{name}.crt"):
+        if path.exists():
+            raise click.ClickException(
+                f"{path} exists; choose another --name or --out (keys are never overwritten)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    pair = generate_keypair(out, algorithm=algorithm, name=name, days=days)  # type: ignore[arg-type]
+    click.echo(f"key:  {pair.key}\ncert: {pair.cert}")
+
+
+@auth.command()
+@_config_option
+def jwks(config: Path | None) -> None:
+    """Print the public keys as a JWKS document (registry 3.x `auth.token.jwks`)."""
+    from keelhaul.auth.settings import load_auth_settings
+    from keelhaul.auth.signing import KeyRing
+
+    ring = KeyRing.from_settings(load_auth_settings(config).token)
+    click.echo(json.dumps(ring.jwks(), indent=2))
+
+
+@auth.command()
+@_config_option
+def bundle(config: Path | None) -> None:
+    """Print every configured certificate as PEM (the registry's `auth.token.rootcertbundle`)."""
+    from keelhaul.auth.settings import load_auth_settings
+    from keelhaul.auth.signing import KeyRing
+
+    ring = KeyRing.from_settings(load_auth_settings(config).token)
+    sys.stdout.write(ring.bundle_pem().decode("ascii"))
+
+
+@auth.command(name="hash")
+@click.option("--cost", type=click.IntRange(4, 16), default=10, show_default=True)
+@click.option("--user", help="print an htpasswd line user:hash instead of the bare hash")
+def hash_(cost: int, user: str | None) -> None:
+    """Hash a password read from stdin (or a hidden prompt) with bcrypt."""
+    from keelhaul.auth.authn.htpasswd import hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise click.ClickException("empty password")
+    hashed = hash_password(password, cost)
+    click.echo(f"{user}:{hashed}" if user else hashed)
+
+
+@auth.command()
+def secret() -> None:
+    """Print a new random server secret (for the `secret` setting)."""
+    click.echo(secrets.token_urlsafe(48))

@@ -1,0 +1,86 @@
+"""The token service's config (schema: :mod:`keelhaul.auth.settings`), rendered. Pure.
+
+The stack's access policy, first match wins, no match denies:
+
+* ``admin`` may do everything, ``registry:catalog:*`` included;
+* every authenticated user owns ``<account>/**`` (pull, push, delete);
+* ``reader`` may pull everything;
+* anonymous clients may pull ``public/**``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from keelhaul.auth.settings import KeyPair
+from keelhaul.stack.plan import REDIS_DB_AUTH, StackPlan
+
+__all__ = ["STACK_ACL", "auth_argv", "auth_yaml", "render_auth_config", "render_htpasswd"]
+
+STACK_ACL: tuple[dict[str, Any], ...] = (
+    {
+        "match": {"account": "admin"},
+        "actions": ["*"],
+        "comment": "admin may do everything, the catalog included",
+    },
+    {
+        "match": {"account": "/.+/", "type": "repository", "name": "${account}/**"},
+        "actions": ["pull", "push", "delete"],
+        "comment": "every authenticated user owns <account>/**",
+    },
+    {
+        "match": {"account": "reader", "type": "repository", "name": "**"},
+        "actions": ["pull"],
+        "comment": "reader may pull everything",
+    },
+    {
+        "match": {"account": "", "type": "repository", "name": "public/**"},
+        "actions": ["pull"],
+        "comment": "anonymous clients may pull public/**",
+    },
+)
+
+
+def render_auth_config(plan: StackPlan, *, secret: str, key: KeyPair) -> dict[str, Any]:
+    layout = plan.layout
+    settings = plan.settings
+    server: dict[str, Any] = {"bind": plan.addr("auth")}
+    if settings.auth_workers is not None:
+        server["workers"] = settings.auth_workers
+    if settings.auth_worker_class is not None:
+        server["worker_class"] = settings.auth_worker_class
+    cache: dict[str, Any] = {"enabled": settings.credential_cache}
+    redis_url = plan.redis_url(REDIS_DB_AUTH)
+    if redis_url is not None:
+        cache["redis_url"] = redis_url
+    return {
+        "secret": secret,
+        "token": {
+            "issuer": plan.issuer,
+            "service": plan.service,
+            "algorithm": "ES256",
+            "keys": [{"key": str(key.key), "cert": str(key.cert)}],
+        },
+        "users": {"htpasswd": str(layout.htpasswd)},
+        "acl": [dict(rule) for rule in STACK_ACL],
+        "cache": cache,
+        "server": server,
+        "audit": {"enabled": True, "path": str(layout.audit_log)},
+    }
+
+
+def auth_yaml(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def render_htpasswd(hashes: Mapping[str, str]) -> str:
+    """``name:hash`` lines; the hashes come from ``keelhaul.auth.authn.htpasswd``."""
+    return "".join(f"{name}:{hashed}\n" for name, hashed in hashes.items())
+
+
+def auth_argv(plan: StackPlan, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "keelhaul", "auth", "serve", "--config", str(plan.layout.auth_config)]

@@ -1,0 +1,77 @@
+"""Writing a stack's directory before start: keys, users, configs. The file-system edge.
+
+Secrets are made fresh at every ``up`` (passwords, server secret, signing key); only
+``data/`` survives from one run to the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from keelhaul.auth.authn.htpasswd import hash_password
+from keelhaul.auth.settings import KeyPair
+from keelhaul.auth.signing import generate_keypair
+from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
+from keelhaul.stack.layout import StackLayout
+from keelhaul.stack.plan import USERS, StackPlan
+from keelhaul.stack.registry import registry_yaml, render_registry_config
+
+__all__ = ["Prepared", "prepare_files", "rotate_log", "write_private"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    passwords: dict[str, str]
+    key: KeyPair
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Atomically replace ``path``; the file never exists with wider permissions."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def rotate_log(path: Path) -> None:
+    """Keep the previous run's log as ``<name>.log.1`` so that a start begins clean."""
+    if path.exists():
+        path.replace(path.with_name(path.name + ".1"))
+
+
+def make_dirs(layout: StackLayout) -> None:
+    for directory in layout.dirs():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # gunicorn's multiprocess metrics must start from an empty directory every time
+    shutil.rmtree(layout.auth_metrics_dir, ignore_errors=True)
+    layout.auth_metrics_dir.mkdir(mode=0o700)
+
+
+def prepare_files(plan: StackPlan) -> Prepared:
+    layout = plan.layout
+    make_dirs(layout)
+    key = generate_keypair(layout.keys_dir, algorithm="ES256", name="token", overwrite=True)
+    write_private(layout.bundle, key.cert.read_text(encoding="ascii"), mode=0o644)
+
+    passwords = {user: secrets.token_urlsafe(18) for user in USERS}
+    hashes = {user: hash_password(pw, plan.settings.bcrypt_cost) for user, pw in passwords.items()}
+    write_private(layout.htpasswd, render_htpasswd(hashes))
+
+    auth_config = render_auth_config(plan, secret=secrets.token_urlsafe(48), key=key)
+    write_private(layout.auth_config, auth_yaml(auth_config))
+    registry_config = render_registry_config(plan, http_secret=secrets.token_urlsafe(32))
+    write_private(layout.registry_config, registry_yaml(registry_config))
+    return Prepared(passwords=passwords, key=key)

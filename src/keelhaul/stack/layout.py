@@ -1,0 +1,90 @@
+"""Where everything of one stack lives inside its directory.
+
+::
+
+    DIR/
+      stack.json          state: URLs, users and passwords, pids (mode 0600)
+      .lock               held while `up`/`down` run
+      config/             registry.yml, auth.yml, htpasswd (0600)
+      keys/               token signing key + certificate, bundle.pem for the registry
+      data/               registry storage (kept by `down` and by restarts)
+      logs/               one <component>.log each, audit.log from the token service
+      run/auth-metrics/   PROMETHEUS_MULTIPROC_DIR of the token service (emptied at start)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_DIR", "StackLayout"]
+
+DEFAULT_DIR = Path(".keelhaul/stack")
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    root: Path
+
+    @classmethod
+    def at(cls, directory: Path) -> StackLayout:
+        """Absolute paths, so that components never depend on the caller's cwd."""
+        return cls(directory.expanduser().absolute())
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def registry_config(self) -> Path:
+        return self.config_dir / "registry.yml"
+
+    @property
+    def auth_config(self) -> Path:
+        return self.config_dir / "auth.yml"
+
+    @property
+    def htpasswd(self) -> Path:
+        return self.config_dir / "htpasswd"
+
+    @property
+    def bundle(self) -> Path:
+        return self.keys_dir / "bundle.pem"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs_dir / "audit.log"
+
+    @property
+    def auth_metrics_dir(self) -> Path:
+        return self.run_dir / "auth-metrics"
+
+    def log(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+    def dirs(self) -> tuple[Path, ...]:
+        return (self.config_dir, self.keys_dir, self.data_dir, self.logs_dir, self.run_dir)

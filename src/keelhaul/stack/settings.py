@@ -1,0 +1,79 @@
+"""The local stack's knobs: one frozen object, from CLI flags over ``KEELHAUL_STACK_*``.
+
+Every knob is recorded in ``stack.json`` under ``settings`` so that a benchmark result can
+always say which stack produced it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from keelhaul.auth.settings import WorkerClass
+from keelhaul.errors import ConfigError
+from keelhaul.settings_base import FrozenModel, env_overrides, validation_problems
+
+__all__ = ["COMPONENTS", "ComponentName", "StackSettings", "load_stack_settings"]
+
+ComponentName = Literal["redis", "auth", "registry", "registry_debug"]
+"""Names of the ports a stack listens on (``registry_debug`` is the registry's debug server)."""
+
+COMPONENTS: tuple[str, ...] = ("redis", "auth", "registry", "registry_debug")
+"""Keep in step with ``keelhaul.cli.stack_cmd.COMPONENTS``."""
+
+
+class StackSettings(FrozenModel):
+    """How ``keelhaul stack up`` builds the stack; the defaults are a sensible dev stack."""
+
+    auth_workers: int | None = Field(
+        default=None, ge=1, le=256, description="token service workers; default: its own (2 x CPU)"
+    )
+    auth_worker_class: WorkerClass | None = Field(
+        default=None, description="gevent, sync or gthread; default: the token service's (gevent)"
+    )
+    credential_cache: bool = Field(default=True, description="remember verified passwords")
+    bcrypt_cost: int = Field(default=10, ge=4, le=16, description="htpasswd bcrypt cost")
+    redis: bool = Field(default=True, description="false: no Redis at all, in-memory caches")
+    ports: dict[ComponentName, int] = Field(
+        default_factory=dict, description="force a port per component; default: free ports"
+    )
+    registry_binary: str = Field(default="docker-registry", min_length=1)
+    redis_binary: str = Field(default="redis-server", min_length=1)
+    start_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds per component")
+    stop_timeout: float = Field(default=10.0, gt=0, le=600, description="seconds before SIGKILL")
+
+    @field_validator("ports")
+    @classmethod
+    def _valid_ports(cls, value: dict[ComponentName, int]) -> dict[ComponentName, int]:
+        for name, port in value.items():
+            if not 1 <= port <= 65535:
+                raise ValueError(f"{name}: {port} is not a TCP port (1..65535)")
+        if len(set(value.values())) != len(value):
+            raise ValueError("two components cannot share a port")
+        return value
+
+    def recorded(self) -> dict[str, Any]:
+        """The knobs as written to ``stack.json``."""
+        return self.model_dump(mode="json")
+
+
+def load_stack_settings(
+    cli: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> StackSettings:
+    """CLI values (only those given) over ``KEELHAUL_STACK_*`` variables over defaults."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = env_overrides("KEELHAUL_STACK_", env)
+    for key, value in (cli or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    try:
+        return StackSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("stack", validation_problems(exc)) from None

@@ -1,0 +1,372 @@
+"""``Stack(dir, settings)``: start, inspect and stop the local reference stack.
+
+``up`` starts Redis -> token service -> registry, each in its own session on free
+loopback ports, waits for each to be healthy and records everything in ``stack.json``.
+Whatever goes wrong during ``up``, every process it started is stopped again before the
+error propagates. ``down`` stops exactly the recorded processes and keeps ``data/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from keelhaul.errors import ComponentError, MissingBinaryError, StackError
+from keelhaul.netutil import free_port
+from keelhaul.stack import procs
+from keelhaul.stack.components import PACKAGES, ComponentSpec, component_specs
+from keelhaul.stack.files import prepare_files, rotate_log
+from keelhaul.stack.health import PROBES
+from keelhaul.stack.layout import StackLayout
+from keelhaul.stack.plan import StackPlan, choose_ports
+from keelhaul.stack.procs import Health, Identity
+from keelhaul.stack.settings import StackSettings
+from keelhaul.stack.state import ComponentIdentity, StackState, now_iso, read_state, write_state
+
+__all__ = ["ComponentStatus", "DownReport", "Stack", "StackStatus", "resolve_binary"]
+
+SCRUBBED_ENV_PREFIXES = ("KEELHAUL_", "REGISTRY_")
+"""The stack owns its components' configs; a developer's overrides must not leak in."""
+
+LOCK_WAIT = 5.0
+START_ATTEMPTS = 2
+PORT_CLASH_MARKERS = ("address already in use", "connection in use")
+"""How the registry and Redis (the former) and gunicorn (the latter) report a taken port."""
+
+
+def resolve_binary(binary: str, package: str, search_path: str | None) -> str:
+    """An absolute path to ``binary`` (a name looked up in ``search_path``, or a path)."""
+    if "/" in binary:
+        candidate = Path(binary)
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate.absolute())
+        raise MissingBinaryError(binary, package)
+    found = shutil.which(binary, path=search_path)
+    if found is None:
+        raise MissingBinaryError(binary, package)
+    return str(Path(found).absolute())
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    alive: bool
+    url: str
+    healthy: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "alive": self.alive,
+            "url": self.url,
+            "healthy": self.healthy,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    state: StackState
+    components: list[ComponentStatus]
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.state.status == "running"
+            and bool(self.components)
+            and all(c.alive and c.healthy for c in self.components)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``status --json``: no passwords, ever."""
+        data = self.state.public()
+        data["healthy"] = self.healthy
+        data["components"] = {c.name: c.as_dict() for c in self.components}
+        return data
+
+
+@dataclass(frozen=True)
+class DownReport:
+    found: bool
+    stopped: dict[str, int] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+
+
+class Stack:
+    """One stack in one directory. Cheap to construct; nothing happens until a method runs."""
+
+    def __init__(
+        self,
+        directory: Path,
+        settings: StackSettings | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        python: str = sys.executable,
+        pick_port: Callable[[], int] = free_port,
+    ) -> None:
+        self.layout = StackLayout.at(directory)
+        self.settings = settings if settings is not None else StackSettings()
+        self._environ = dict(os.environ if environ is None else environ)
+        self._python = python
+        self._pick_port = pick_port
+
+    # ------------------------------------------------------------------ queries
+
+    def read(self) -> StackState | None:
+        return read_state(self.layout.state_file)
+
+    def status(self) -> StackStatus:
+        state = self.read()
+        if state is None:
+            raise StackError(
+                f"no stack in {self.layout.root}; start one with "
+                f"keelhaul stack up --dir {self.layout.root}"
+            )
+        components = []
+        for name in state.logs:
+            pid = state.pids.get(name)
+            url = state.urls.get(name, "")
+            alive = pid is not None and procs.matches(_identity(state, name, pid))
+            if alive:
+                probe = PROBES.get(name)
+                health = probe(state.urls) if probe is not None else Health(True, "no probe")
+            else:
+                health = Health(False, "stopped" if pid is None else "not running")
+            components.append(
+                ComponentStatus(name, pid, alive, url, alive and health.ok, health.detail)
+            )
+        return StackStatus(state=state, components=components)
+
+    # ------------------------------------------------------------------ up
+
+    def up(self, progress: Callable[[str], None] | None = None) -> StackState:
+        say = progress or (lambda _msg: None)
+        binaries = self._binaries()
+        self._make_root()
+        with self._locked():
+            self._clear_previous(say)
+            say(f"starting the stack in {self.layout.root}")
+            attempt = 1
+            while True:
+                try:
+                    return self._start_all(binaries, say)
+                except ComponentError as exc:
+                    if attempt >= START_ATTEMPTS or not self._lost_port_race(exc):
+                        raise
+                    attempt += 1
+                    say(f"{exc.component}: its free port was taken meanwhile; trying new ports")
+
+    def _start_all(self, binaries: Mapping[str, str], say: Callable[[str], None]) -> StackState:
+        """Start every component in order; on any failure stop those started, then raise."""
+        plan = StackPlan(
+            layout=self.layout,
+            settings=self.settings,
+            ports=choose_ports(self.settings, self._pick_port),
+        )
+        prepared = prepare_files(plan)
+        specs = component_specs(plan, binaries, python=self._python)
+        state = self._initial_state(plan, specs, prepared.passwords)
+        write_state(self.layout.state_file, state)
+        started: list[Identity] = []
+        try:
+            for spec in specs:
+                t0 = time.monotonic()
+                pid = self._start(spec)
+                ident = procs.identity(pid, spec.match)
+                # our own child cannot be reused before we reap it: starttime is enough
+                started.append(Identity(pid, ident.starttime, ()))
+                state = _with_pid(state, spec.name, ident)
+                write_state(self.layout.state_file, state)
+                procs.wait_healthy(
+                    spec.name,
+                    pid,
+                    functools.partial(PROBES[spec.name], state.urls),
+                    timeout=self.settings.start_timeout,
+                    log=spec.log,
+                )
+                elapsed = time.monotonic() - t0
+                say(f"{spec.name} healthy on {spec.url} (pid {pid}, {elapsed:.1f} s)")
+        except BaseException:
+            procs.stop_all(started[::-1], self.settings.stop_timeout)
+            failed = {"status": "failed", "pids": {}, "identities": {}, "stopped_at": now_iso()}
+            write_state(self.layout.state_file, state.model_copy(update=failed))
+            raise
+        state = state.model_copy(update={"status": "running"})
+        write_state(self.layout.state_file, state)
+        return state
+
+    def _lost_port_race(self, exc: ComponentError) -> bool:
+        """A component died because a port picked as free was taken before it could bind."""
+        own_ports = {exc.component, f"{exc.component}_debug"}
+        if own_ports & set(self.settings.ports):
+            return False  # a forced port: the user must choose another one
+        tail = exc.log_tail.lower()
+        return any(marker in tail for marker in PORT_CLASH_MARKERS)
+
+    # ------------------------------------------------------------------ down
+
+    def down(self) -> DownReport:
+        if not self.layout.state_file.exists():
+            return DownReport(found=False)
+        with self._locked():
+            state = self.read()
+            if state is None:
+                return DownReport(found=False)
+            report = self._stop_recorded(state)
+            write_state(
+                self.layout.state_file,
+                state.model_copy(
+                    update={
+                        "status": "stopped",
+                        "pids": {},
+                        "identities": {},
+                        "stopped_at": now_iso() if state.pids else state.stopped_at or now_iso(),
+                    }
+                ),
+            )
+            return report
+
+    # ------------------------------------------------------------------ internals
+
+    def _binaries(self) -> dict[str, str]:
+        search_path = self._environ.get("PATH", os.defpath)
+        found: dict[str, str] = {}
+        wanted = [("docker-registry", self.settings.registry_binary)]
+        if self.settings.redis:
+            wanted.insert(0, ("redis-server", self.settings.redis_binary))
+        for role, binary in wanted:
+            found[role] = resolve_binary(binary, PACKAGES[role], search_path)
+        return found
+
+    def _make_root(self) -> None:
+        root = self.layout.root
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not root.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "permission denied")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StackError(
+                f"cannot use {root} as the stack directory ({reason}); "
+                "choose a writable one with --dir"
+            ) from None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            fd = os.open(self.layout.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StackError(
+                f"cannot write to {self.layout.root} ({exc.strerror}); choose another --dir"
+            ) from None
+        try:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StackError(
+                            f"another keelhaul stack command is working on {self.layout.root}; "
+                            "wait for it to finish"
+                        ) from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            os.close(fd)
+
+    def _clear_previous(self, say: Callable[[str], None]) -> None:
+        """Refuse a running stack; clean up after a dead one (its data is kept)."""
+        state = self.read()
+        if state is None or not state.pids:
+            return
+        alive = {
+            name: pid
+            for name, pid in state.pids.items()
+            if procs.matches(_identity(state, name, pid))
+        }
+        if alive:
+            listed = ", ".join(f"{name} (pid {pid})" for name, pid in alive.items())
+            raise StackError(
+                f"a stack is already running in {self.layout.root}: {listed}; "
+                f"stop it first with: keelhaul stack down --dir {self.layout.root}"
+            )
+        for name, pid in state.pids.items():
+            procs.sweep_group(_identity(state, name, pid))
+        say(f"previous stack in {self.layout.root} is dead; cleaning up (data kept)")
+
+    def _start(self, spec: ComponentSpec) -> int:
+        rotate_log(spec.log)
+        env = {k: v for k, v in self._environ.items() if not k.startswith(SCRUBBED_ENV_PREFIXES)}
+        env.update(spec.env)
+        try:
+            return procs.spawn(spec.argv, log=spec.log, env=env)
+        except OSError as exc:
+            raise StackError(f"{spec.name}: cannot run {spec.argv[0]}: {exc.strerror}") from None
+
+    def _initial_state(
+        self, plan: StackPlan, specs: list[ComponentSpec], passwords: dict[str, str]
+    ) -> StackState:
+        return StackState(
+            status="starting",
+            dir=str(self.layout.root),
+            started_at=now_iso(),
+            registry=plan.registry_url,
+            token_url=plan.token_url,
+            service=plan.service,
+            issuer=plan.issuer,
+            redis_url=plan.redis_url(),
+            users={name: SecretStr(pw) for name, pw in passwords.items()},
+            logs={spec.name: str(spec.log) for spec in specs},
+            ports=dict(plan.ports),
+            urls=plan.urls(),
+            config={spec.name: str(spec.config) for spec in specs if spec.config is not None},
+            settings=self.settings.recorded(),
+        )
+
+    def _stop_recorded(self, state: StackState) -> DownReport:
+        order = list(state.pids.items())[::-1]  # registry first, Redis last
+        idents = {name: _identity(state, name, pid) for name, pid in order}
+        stopped = set(procs.stop_all(list(idents.values()), self.settings.stop_timeout))
+        for ident in idents.values():
+            if ident.pid not in stopped:  # crashed leader: its workers may linger
+                procs.sweep_group(ident)
+        return DownReport(
+            found=True,
+            stopped={name: pid for name, pid in order if pid in stopped},
+            gone=[name for name, pid in order if pid not in stopped],
+        )
+
+
+def _identity(state: StackState, name: str, pid: int) -> Identity:
+    record = state.identities.get(name, ComponentIdentity())
+    return Identity(pid=pid, starttime=record.starttime, match=tuple(record.match))
+
+
+def _with_pid(state: StackState, name: str, ident: Identity) -> StackState:
+    return state.model_copy(
+        update={
+            "pids": {**state.pids, name: ident.pid},
+            "identities": {
+                **state.identities,
+                name: ComponentIdentity(starttime=ident.starttime, match=list(ident.match)),
+            },
+        }
+    )

@@ -1,0 +1,113 @@
+"""``DIR/stack.json``: everything a client, a test or ``stack down`` needs to know.
+
+Written atomically (temporary file + rename) and created with mode 0600 from the start,
+because it holds the users' passwords.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer
+
+from keelhaul.errors import StackError
+
+__all__ = [
+    "STATE_VERSION",
+    "ComponentIdentity",
+    "StackState",
+    "now_iso",
+    "read_state",
+    "write_state",
+]
+
+STATE_VERSION = 1
+Status = Literal["starting", "running", "stopped", "failed"]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ComponentIdentity(BaseModel):
+    """How ``stack down`` recognises a pid as still being this component."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    starttime: int | None = None
+    match: list[str] = Field(default_factory=list)
+
+
+class StackState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    version: int = STATE_VERSION
+    status: Status = "starting"
+    dir: str
+    started_at: str
+    stopped_at: str | None = None
+    registry: str
+    token_url: str
+    service: str
+    issuer: str
+    redis_url: str | None
+    users: dict[str, SecretStr] = Field(default_factory=dict)
+    pids: dict[str, int] = Field(default_factory=dict)
+    identities: dict[str, ComponentIdentity] = Field(default_factory=dict)
+    logs: dict[str, str] = Field(default_factory=dict)
+    ports: dict[str, int] = Field(default_factory=dict)
+    urls: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("users", when_used="json")
+    def _reveal(self, users: dict[str, SecretStr]) -> dict[str, str]:
+        return {name: secret.get_secret_value() for name, secret in users.items()}
+
+    def password(self, user: str) -> str:
+        return self.users[user].get_secret_value()
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the passwords (user names stay)."""
+        data = self.model_dump(mode="json", exclude={"users", "identities"})
+        data["users"] = sorted(self.users)
+        return data
+
+
+def write_state(path: Path, state: StackState) -> None:
+    text = state.model_dump_json(indent=2) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def read_state(path: Path) -> StackState | None:
+    """None when there is no ``stack.json``; StackError when it is not one of ours."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StackError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return StackState.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        raise StackError(
+            f"{path} is not a keelhaul stack state; remove it or choose another --dir"
+        ) from None

@@ -1,0 +1,155 @@
+"""User stores, the authenticator's outcomes, the credential cache and refresh tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from keelhaul.auth.authn import StoredUser
+from keelhaul.auth.authn.authenticator import Authenticator
+from keelhaul.auth.authn.htpasswd import HtpasswdFile, hash_password, parse_htpasswd
+from keelhaul.auth.authn.static import StaticUsers
+from keelhaul.auth.credcache import CredentialCache, LocalCache, credential_key
+from keelhaul.auth.refresh import RefreshTokens
+from keelhaul.auth.settings import StaticUser
+from keelhaul.errors import BackendError, Unauthorized
+
+pytestmark = pytest.mark.unit
+
+H4 = hash_password("pw", 4)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hash_password_is_htpasswd_bcrypt() -> None:
+    hashed = hash_password("s3cret", 5)
+    assert hashed.startswith("$2y$05$")
+    assert bcrypt.checkpw(b"s3cret", hashed.encode())
+
+
+def test_parse_htpasswd_reports_bad_lines_without_content() -> None:
+    text = f"# comment\n\nalice:{H4}\nbob:{{SHA}}abc=\nnocolon\nalice:{H4}\n"
+    parsed = parse_htpasswd(text)
+    assert list(parsed.users) == ["alice"]
+    assert len(parsed.problems) == 3
+    assert any("non-bcrypt" in p and "line 4" in p for p in parsed.problems)
+    assert all("abc=" not in p for p in parsed.problems)
+
+
+def test_htpasswd_reload_picks_up_changes(tmp_path: Path) -> None:
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{H4}\n")
+    clock = Clock()
+    store = HtpasswdFile(path, reload_interval=2.0, clock=clock)
+    assert store.lookup("alice") is not None
+    path.write_text(f"bob:{H4}\n")
+    clock.now += 1.0  # within the interval: still the old copy
+    assert store.lookup("alice") is not None
+    clock.now += 1.5
+    assert store.lookup("alice") is None
+    assert store.lookup("bob") is not None
+
+
+def test_htpasswd_unreadable_keeps_last_good_copy(tmp_path: Path) -> None:
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{H4}\n")
+    clock = Clock()
+    store = HtpasswdFile(path, reload_interval=1.0, clock=clock)
+    path.unlink()
+    clock.now += 5
+    assert store.lookup("alice") is not None
+    ok, detail = store.health()
+    assert not ok and "last good copy" in detail
+
+
+def test_htpasswd_missing_at_start_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="cannot be read"):
+        HtpasswdFile(tmp_path / "nope")
+
+
+def _static(**users: str) -> StaticUsers:
+    return StaticUsers({n: StaticUser(password_hash=hash_password(p, 4)) for n, p in users.items()})  # type: ignore[arg-type]
+
+
+def test_backends_in_order_first_known_decides(tmp_path: Path) -> None:
+    first = _static(alice="one")
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{hash_password('two', 4)}\nbob:{hash_password('three', 4)}\n")
+    second = HtpasswdFile(path)
+    authn = Authenticator([first, second], None, dummy_cost=4)
+    assert authn.authenticate("alice", "one").user.backend == "static"
+    with pytest.raises(Unauthorized):  # wrong password in the first store does not fall through
+        authn.authenticate("alice", "two")
+    assert authn.authenticate("bob", "three").user.backend == "htpasswd"
+    with pytest.raises(Unauthorized):
+        authn.authenticate("carol", "x")
+
+
+def test_cache_skips_bcrypt_on_second_login_and_never_on_wrong_password() -> None:
+    cache = CredentialCache(b"k" * 32, ttl=60, local=LocalCache(100))
+    authn = Authenticator([_static(alice="pw")], cache, dummy_cost=4)
+    assert authn.authenticate("alice", "pw").cache == "miss"
+    assert authn.authenticate("alice", "pw").cache == "local"
+    with pytest.raises(Unauthorized):
+        authn.authenticate("alice", "wrong")
+
+
+def test_cache_entry_dies_when_stored_hash_changes(tmp_path: Path) -> None:
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{hash_password('old', 4)}\n")
+    clock = Clock()
+    cache = CredentialCache(b"k" * 32, ttl=3600, local=LocalCache(100, clock=clock))
+    authn = Authenticator([HtpasswdFile(path, reload_interval=1, clock=clock)], cache, dummy_cost=4)
+    authn.authenticate("alice", "old")
+    assert authn.authenticate("alice", "old").cache == "local"
+    path.write_text(f"alice:{hash_password('new', 4)}\n")
+    clock.now += 2
+    with pytest.raises(Unauthorized):
+        authn.authenticate("alice", "old")  # cached, but for a hash that no longer exists
+    assert authn.authenticate("alice", "new").cache == "miss"
+
+
+def test_local_cache_expires_and_is_bounded() -> None:
+    clock = Clock()
+    lru = LocalCache(2, clock=clock)
+    lru.put("a", 10)
+    lru.put("b", 10)
+    assert lru.get("a")
+    lru.put("c", 10)  # evicts b, the least recently used
+    assert not lru.get("b") and lru.get("a") and lru.get("c")
+    clock.now += 11
+    assert not lru.get("a")
+    assert len(lru) == 1
+
+
+def test_credential_key_is_keyed_and_unambiguous() -> None:
+    k = credential_key(b"secret", "alice", "pw", b"$2y$hash")
+    assert k != credential_key(b"other", "alice", "pw", b"$2y$hash")
+    assert k != credential_key(b"secret", "alic", "epw", b"$2y$hash")  # no concatenation ambiguity
+    assert "pw" not in k and len(k) == 64
+
+
+def test_refresh_token_bound_to_user_and_password() -> None:
+    tokens = RefreshTokens(b"s" * 32, max_age=3600)
+    alice = StoredUser("alice", b"$2y$04$" + b"a" * 53)
+    token = tokens.issue(alice, "reg")
+    assert tokens.verify(token, "reg", lambda name: alice if name == "alice" else None) is alice
+    changed = StoredUser("alice", b"$2y$04$" + b"b" * 53)
+    with pytest.raises(Unauthorized, match="revoked"):
+        tokens.verify(token, "reg", lambda name: changed)
+    with pytest.raises(Unauthorized, match="revoked"):
+        tokens.verify(token, "reg", lambda name: None)
+    with pytest.raises(Unauthorized, match="invalid"):
+        tokens.verify(token, "other-registry", lambda name: alice)
+    with pytest.raises(Unauthorized, match="invalid"):
+        tokens.verify(token[:-3] + "xyz", "reg", lambda name: alice)
+    with pytest.raises(Unauthorized, match="invalid"):
+        RefreshTokens(b"t" * 32, max_age=3600).verify(token, "reg", lambda name: alice)
