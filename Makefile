@@ -2,9 +2,9 @@
 # themselves on a fresh Debian machine (as root): apt packages, .venv, locked deps.
 SHELL := /bin/bash
 PY    := .venv/bin/python
-APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk graphviz
+APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk hey graphviz
 # command that proves each package is installed (same order as APT_PACKAGES)
-APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/dot
+APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/hey /usr/bin/dot
 
 .PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token clean
 

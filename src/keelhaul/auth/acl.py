@@ -17,7 +17,9 @@ regular expressions written ``/like this/``; both must match the whole value.
 ``name`` and ``labels`` patterns may hold ``${account}`` and ``${labels:KEY}``; the
 principal's values are inserted *literally* (escaped), and a pattern matches if it
 matches for any value. Anonymous has no ``${account}`` and a missing label has no values,
-so such a pattern does not match. Any other ``${...}`` is a configuration error.
+so such a pattern does not match. Any other ``${...}`` is a configuration error. Each
+distinct substitution is compiled once and kept in a small per-pattern LRU cache; at most
+1024 combinations of label values are tried per pattern.
 
 The first matching rule decides: granted = rule actions & requested; ``["*"]`` (or any list
 containing ``*``) grants every requested action, including ``*``; ``[]`` denies. No

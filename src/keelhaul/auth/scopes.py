@@ -162,7 +162,8 @@ def _diagnose(text: str) -> str:
     """Say what is wrong with a scope that failed the grammar, in words a client can act on."""
     if not text:
         return "scope is empty; expected <type>:<name>:<actions>"
-    for position, char in enumerate(text, start=1):
+    clean = text.isascii() and text.isprintable() and " " not in text
+    for position, char in enumerate("" if clean else text, start=1):
         if char == " ":
             return (
                 f"contains a space at position {position} "
