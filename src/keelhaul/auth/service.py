@@ -64,6 +64,11 @@ class Progress:
     stages: dict[Stage, float] = field(default_factory=dict)
 
 
+def _scope_param(granted: list[Scope]) -> str:
+    """The OAuth2 ``scope`` response field: what was actually granted, nothing denied."""
+    return " ".join(str(s) for s in granted if s.actions)
+
+
 class TokenService:
     def __init__(
         self,
@@ -165,9 +170,7 @@ class TokenService:
             ttl=tok.expiration,
             issued_at=datetime.fromtimestamp(now, UTC),
             refresh_token=refresh,
-            scope=" ".join(str(s) for s in granted)
-            if req.grant in ("password", "refresh_token")
-            else None,
+            scope=_scope_param(granted) if req.grant in ("password", "refresh_token") else None,
         )
         p.stages["sign"] = self._timer() - t3
         return Issued(body, principal.account, p.requested, granted, p.cache, p.stages)
