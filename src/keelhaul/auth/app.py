@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import time
 import uuid
@@ -39,6 +40,7 @@ __all__ = ["create_app", "shutdown"]
 log = logging.getLogger(__name__)
 
 
+_NO_STORE = {"Cache-Control": "no-store"}
 _OUTCOMES: dict[type[RequestError], str] = {
     Unauthorized: "unauthorized",
     TooManyRequests: "throttled",
@@ -144,6 +146,7 @@ class _Endpoints:
         self.metrics = Metrics()
         self.audit = AuditLog(settings.audit)
         self._www_authenticate = f'Basic realm="{settings.realm}"'
+        self._degraded_shown = False
 
     def token(self) -> Response:
         started = time.perf_counter()
@@ -157,9 +160,11 @@ class _Endpoints:
             issued = self.service.issue(req, progress)
             status, outcome = 200, "issued"
             granted = [str(s) for s in issued.granted if s.actions]
-            response = jsonify(issued.body)
-            response.headers["Cache-Control"] = "no-store"
-            return response
+            return Response(
+                json.dumps(issued.body, separators=(",", ":")),
+                mimetype="application/json",
+                headers=_NO_STORE,
+            )
         except RequestError as exc:
             status, outcome = exc.status, _OUTCOMES.get(type(exc), "bad_request")
             response = _error_body(exc.code, exc.message, exc.status)
@@ -187,15 +192,17 @@ class _Endpoints:
     ) -> None:
         m = self.metrics
         grant = req.grant if req is not None else "unknown"
-        m.requests.labels(outcome, grant).inc()
-        m.request_seconds.labels(outcome).observe(elapsed)
+        m.requests_for(outcome, grant).inc()
+        m.request_seconds_for(outcome).observe(elapsed)
         cache_label = progress.cache or "none"
         for stage, seconds in progress.stages.items():
-            m.stage_seconds.labels(stage, cache_label if stage == "authn" else "").observe(seconds)
+            m.stage_seconds_for(stage, cache_label if stage == "authn" else "").observe(seconds)
         if progress.cache is not None:
-            m.cache.labels(progress.cache).inc()
-        if self.parts.shared is not None:
-            m.redis_degraded.set(1 if self.parts.shared.degraded else 0)
+            m.cache_for(progress.cache).inc()
+        shared = self.parts.shared
+        if shared is not None and shared.degraded != self._degraded_shown:
+            self._degraded_shown = shared.degraded  # a gauge write only on change
+            m.redis_degraded.set(1 if shared.degraded else 0)
         self.audit.record(
             {
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -235,6 +242,7 @@ class _Endpoints:
         shared = self.parts.shared
         if shared is not None:
             ok = shared.ping()
+            self._degraded_shown = not ok
             self.metrics.redis_degraded.set(0 if ok else 1)
             detail = (
                 "shared credential cache"

@@ -7,6 +7,7 @@ by any worker, aggregates all of them.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -85,6 +86,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+
+        # Label children, looked up once: ``labels()`` takes a lock and builds a key per call.
+        self.requests_for = functools.cache(self.requests.labels)
+        self.request_seconds_for = functools.cache(self.request_seconds.labels)
+        self.stage_seconds_for = functools.cache(self.stage_seconds.labels)
+        self.cache_for = functools.cache(self.cache.labels)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:
