@@ -133,6 +133,6 @@ def hey(
     for k, v in (headers or {}).items():
         argv += ["-H", f"{k}: {v}"]
     out = subprocess.run(
-        argv + [url], check=True, capture_output=True, text=True, timeout=seconds + 60
+        [*argv, url], check=True, capture_output=True, text=True, timeout=seconds + 60
     ).stdout
     return parse_hey(out)
