@@ -23,6 +23,7 @@ def keelhaul(
     return subprocess.run(
         [sys.executable, "-m", "keelhaul", *args],
         input=stdin,
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
