@@ -2,11 +2,11 @@
 # themselves on a fresh Debian machine (as root): apt packages, .venv, locked deps.
 SHELL := /bin/bash
 PY    := .venv/bin/python
-APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk hey graphviz
+APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk hey graphviz chromium
 # command that proves each package is installed (same order as APT_PACKAGES)
-APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/hey /usr/bin/dot
+APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/hey /usr/bin/dot /usr/bin/chromium
 
-.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token clean
+.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token bench-client clean
 
 demo: deps venv
 	$(PY) -m keelhaul.demo
@@ -30,6 +30,9 @@ lint: venv
 
 bench-token: deps venv
 	$(PY) bench/token_bench.py
+
+bench-client: deps venv
+	$(PY) bench/client_bench.py
 
 # --- set-up ---------------------------------------------------------------
 deps:
