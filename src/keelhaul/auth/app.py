@@ -22,6 +22,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keelhaul.auth.audit import AuditLog
 from keelhaul.auth.metrics import Metrics
+from keelhaul.auth.openapi import openapi_document
 from keelhaul.auth.service import Progress, TokenRequest
 from keelhaul.auth.settings import AuthSettings, load_auth_settings
 from keelhaul.auth.wiring import Parts, build
@@ -294,6 +295,8 @@ def create_app(settings: AuthSettings | None = None, *, parts: Parts | None = No
     app.add_url_rule("/token", "token", endpoints.token, methods=["GET", "POST"])
     app.add_url_rule("/healthz", "healthz", endpoints.healthz, methods=["GET"])
     app.add_url_rule("/metrics", "metrics", endpoints.metrics_text, methods=["GET"])
+    document = openapi_document(settings.token.service)
+    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document), methods=["GET"])
     app.before_request(_request_id)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -106,6 +106,10 @@ class RedisCache:
         return cls(redis.Redis(connection_pool=pool), retry_interval=retry_interval)
 
     @property
+    def client(self) -> redis.Redis[bytes]:
+        return self._client
+
+    @property
     def degraded(self) -> bool:
         return self._degraded
 

@@ -39,6 +39,11 @@ def gunicorn_options(server: ServerSettings, cpu_count: int | None = None) -> di
         "errorlog": "-",
         "loglevel": "info",
         "preload_app": False,
+        # gunicorn's own ceilings, above the app's limits (LimitSettings) so that the app
+        # answers with its Docker-style 413/401 first; beyond these gunicorn sends a plain 400
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
         "control_socket_disable": server.control_socket is None,
         **({"control_socket": str(server.control_socket)} if server.control_socket else {}),
     }

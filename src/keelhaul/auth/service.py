@@ -126,7 +126,7 @@ class TokenService:
             ):
                 raise Unauthorized("authentication failed: wrong username or password")
             p.account = req.username
-            result = self.authenticator.authenticate(req.username, req.password)
+            result = self.authenticator.authenticate(req.username, req.password, req.client_ip)
             user, p.cache = result.user, result.cache
         elif req.grant == "refresh_token":
             if not req.refresh_token:

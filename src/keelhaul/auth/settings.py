@@ -162,7 +162,12 @@ class ThrottleSettings(FrozenModel):
 class LimitSettings(FrozenModel):
     max_scopes: int = Field(default=32, ge=1)
     max_scope_length: int = Field(default=512, ge=16)
-    max_query_bytes: int = Field(default=16384, ge=256)
+    max_query_bytes: int = Field(
+        default=6144,
+        ge=256,
+        le=7680,
+        description="longer query strings get 413; gunicorn itself refuses request lines over 8190",
+    )
     max_body_bytes: int = Field(default=16384, ge=256)
     max_username_length: int = Field(default=256, ge=1)
     max_password_length: int = Field(default=1024, ge=8)

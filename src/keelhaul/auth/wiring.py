@@ -14,6 +14,7 @@ from keelhaul.auth.refresh import RefreshTokens
 from keelhaul.auth.service import TokenService
 from keelhaul.auth.settings import AuthSettings
 from keelhaul.auth.signing import KeyRing
+from keelhaul.auth.throttle import RedisCounters, Throttle
 from keelhaul.errors import BackendError, ConfigError
 
 __all__ = ["Parts", "build"]
@@ -53,22 +54,30 @@ def build(settings: AuthSettings) -> Parts:
             except BackendError as exc:
                 raise ConfigError("auth", [f"users.htpasswd: {exc}"]) from None
     secret = settings.secret.get_secret_value().encode("utf-8")
+    c = settings.cache
+    # One Redis pool per process, for the credential cache and the throttle counters alike.
     shared = None
+    if c.redis_url is not None:
+        shared = RedisCache.from_url(
+            c.redis_url.get_secret_value(),
+            pool_size=c.redis_pool_size,
+            timeout=c.redis_timeout,
+            retry_interval=c.retry_interval,
+        )
     cache = None
-    if settings.cache.enabled:
-        c = settings.cache
-        if c.redis_url is not None:
-            shared = RedisCache.from_url(
-                c.redis_url.get_secret_value(),
-                pool_size=c.redis_pool_size,
-                timeout=c.redis_timeout,
-                retry_interval=c.retry_interval,
-            )
+    if c.enabled:
         cache = CredentialCache(secret, ttl=c.ttl, local=LocalCache(c.max_entries), shared=shared)
     frozen = tuple(backends)
+    throttle = Throttle(
+        settings.throttle,
+        shared=RedisCounters(shared.client) if shared is not None else None,
+        available=(lambda: not shared.degraded) if shared is not None else (lambda: True),
+    )
     service = TokenService(
         settings,
-        authenticator=Authenticator(frozen, cache, dummy_cost=_dummy_cost(frozen)),
+        authenticator=Authenticator(
+            frozen, cache, throttle=throttle, dummy_cost=_dummy_cost(frozen)
+        ),
         acl=Acl.compile(settings.acl),
         keys=KeyRing.from_settings(settings.token),
         refresh=RefreshTokens(secret, max_age=settings.token.refresh_expiration),
