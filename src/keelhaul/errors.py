@@ -15,21 +15,25 @@
     ├── StackError                     the local stack could not start/stop           (exit 3)
     │   ├── MissingBinaryError         names the Debian package to install
     │   └── ComponentError             a component died or never became healthy; has a log tail
-    └── RegistryClientError            the registry client (CLI and load users)         (exit 4)
-        ├── InvalidReference           an image reference or repository name that does not parse (2)
-        ├── RegistryUnauthorized       credentials missing or wrong (registry or token service) (10)
-        ├── RegistryDenied             authenticated, but the registry refuses this action     (11)
-        ├── RegistryNotFound           something named does not exist                          (12)
-        │   ├── RepositoryNotFound     the repository                                          (12)
-        │   ├── ManifestNotFound       the tag, the manifest digest, or the wanted platform    (13)
-        │   └── BlobNotFound           a layer or config blob                                  (14)
-        ├── DigestMismatch             content does not hash to its digest; nothing was kept   (15)
-        ├── RegistryUnreachable        cannot connect, or timed out                            (16)
-        │   └── ConnectionDropped      the connection broke mid-transfer (uploads resume)      (16)
-        ├── TLSFailure                 TLS handshake or certificate verification failed        (17)
-        ├── UnsupportedMediaType       a manifest type keelhaul does not speak (e.g. schema 1) (18)
-        ├── CredentialsError           a credentials file unreadable, or names a helper        (19)
-        └── LayoutError                an OCI image layout missing, malformed or without a tag (20)
+    ├── RegistryClientError            the registry client (CLI and load users)         (exit 4)
+    │   ├── InvalidReference           an image reference or repository name that does not parse (2)
+    │   ├── RegistryUnauthorized       credentials missing or wrong (registry or token service) (10)
+    │   ├── RegistryDenied             authenticated, but the registry refuses this action     (11)
+    │   ├── RegistryNotFound           something named does not exist                          (12)
+    │   │   ├── RepositoryNotFound     the repository                                          (12)
+    │   │   ├── ManifestNotFound       the tag, the manifest digest, or the wanted platform    (13)
+    │   │   └── BlobNotFound           a layer or config blob                                  (14)
+    │   ├── DigestMismatch             content does not hash to its digest; nothing was kept   (15)
+    │   ├── RegistryUnreachable        cannot connect, or timed out                            (16)
+    │   │   └── ConnectionDropped      the connection broke mid-transfer (uploads resume)      (16)
+    │   ├── TLSFailure                 TLS handshake or certificate verification failed        (17)
+    │   ├── UnsupportedMediaType       a manifest type keelhaul does not speak (e.g. schema 1) (18)
+    │   ├── CredentialsError           a credentials file unreadable, or names a helper        (19)
+    │   └── LayoutError                an OCI image layout missing, malformed or without a tag (20)
+    └── LoadError                      the load kit (keelhaul.load)                      (exit 5)
+        ├── CheckSpecError             a ``--check`` that does not parse; also a ValueError     (2)
+        ├── StatsFormatError           load statistics from a worker or file that do not parse (5)
+        └── ChecksFailed               the run finished, but ``--check`` thresholds failed      (6)
 
 HTTP status and exit codes are assigned here and mapped in exactly one place each:
 ``keelhaul.auth.app`` (HTTP) and ``keelhaul.cli.main`` (exit codes).
@@ -41,6 +45,8 @@ __all__ = [
     "BackendError",
     "BadRequest",
     "BlobNotFound",
+    "CheckSpecError",
+    "ChecksFailed",
     "ComponentError",
     "ConfigError",
     "ConnectionDropped",
@@ -50,6 +56,7 @@ __all__ = [
     "InvalidReference",
     "KeelhaulError",
     "LayoutError",
+    "LoadError",
     "ManifestNotFound",
     "MissingBinaryError",
     "PayloadTooLarge",
@@ -62,6 +69,7 @@ __all__ = [
     "RequestError",
     "ScopeError",
     "StackError",
+    "StatsFormatError",
     "TLSFailure",
     "TooManyRequests",
     "Unauthorized",
@@ -231,3 +239,32 @@ class CredentialsError(RegistryClientError):
 
 class LayoutError(RegistryClientError):
     exit_code = 20
+
+
+# --- the load kit (keelhaul.load) ------------------------------------------------------------
+
+
+class LoadError(KeelhaulError):
+    exit_code = 5
+
+
+class CheckSpecError(LoadError, ValueError):
+    """A ``--check`` spec that does not parse: a usage error, so it exits like one."""
+
+    exit_code = 2
+
+
+class StatsFormatError(LoadError, ValueError):
+    """Statistics (a worker's delta, a snapshot, a histogram) that cannot be merged exactly."""
+
+
+class ChecksFailed(LoadError):
+    """Raised by the CLI after the reports are written; ``failures`` has one line per check."""
+
+    exit_code = 6
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = list(failures)
+        lines = "\n".join(f"  - {f}" for f in self.failures)
+        noun = "check" if len(self.failures) == 1 else "checks"
+        super().__init__(f"{len(self.failures)} {noun} failed:\n{lines}")

@@ -1,152 +1,55 @@
-"""A deterministic OCI image layout writer: the same arguments give the same digests.
+"""OCI image layouts on disk (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``).
 
-:func:`build_image` is pure (bytes in memory, nothing written); :func:`write_image` puts
-its blobs into an OCI image layout directory (``oci-layout``, ``index.json``,
-``blobs/sha256/``) that ``skopeo copy oci:DIR:TAG docker://...`` can push.
-
-Each layer is a gzip'd tar holding one file of pseudo-random bytes derived from the seed
-and the layer's index, with every timestamp and owner fixed, so layers of different seeds
-never share a digest and a rebuild never changes one.
+:class:`LayoutWriter` receives pulled blobs through
+:class:`~keelhaul.client.blobfiles.FileSink`, which renames a blob into place only after its
+digest verified: a layout never holds a partial or wrong blob, and a pull that fails
+leaves no temporary file behind. :func:`read_layout` opens a layout for pushing, and
+:func:`write_image` writes a synthetic image (:mod:`keelhaul.client.images`) into one.
+A tag is the ``org.opencontainers.image.ref.name`` annotation of an ``index.json`` entry,
+which is what ``skopeo copy oci:DIR:TAG`` reads and writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import io
 import json
 import os
-import random
-import tarfile
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keelhaul.client.blobfiles import PARTIAL_SUFFIX, FileSink, FileSource
+from keelhaul.client.digest import Verifier, parse_digest
+from keelhaul.client.images import ImageSpec, build, canonical_json
+from keelhaul.client.media import (
+    DEFAULT_PLATFORM,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    Platform,
+    parse_manifest,
+)
+from keelhaul.errors import DigestMismatch, LayoutError, RegistryClientError
+
 __all__ = [
-    "MEDIA_CONFIG",
-    "MEDIA_INDEX",
-    "MEDIA_LAYER",
-    "MEDIA_MANIFEST",
-    "Blob",
-    "BuiltImage",
-    "build_image",
+    "REF_NAME",
+    "FileSink",
+    "FileSource",
+    "LayoutImage",
+    "LayoutWriter",
+    "layout_tags",
+    "read_layout",
     "write_image",
 ]
 
-MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 REF_NAME = "org.opencontainers.image.ref.name"
-EPOCH = "1970-01-01T00:00:00Z"
-
-
-@dataclass(frozen=True)
-class Blob:
-    media_type: str
-    data: bytes
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def descriptor(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    layers: tuple[Blob, ...]
-    config: Blob
-    manifest: Blob
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-    def blobs(self) -> tuple[Blob, ...]:
-        return (*self.layers, self.config, self.manifest)
-
-
-def _canonical(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _payload(seed: int, index: int, size: int) -> bytes:
-    layer_seed = int.from_bytes(hashlib.sha256(f"keelhaul:{seed}:{index}".encode()).digest()[:8])
-    return random.Random(layer_seed).randbytes(size)  # noqa: S311 - test data, not a secret
-
-
-def _tar(name: str, content: bytes) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(content)
-        info.mtime = 0
-        info.mode = 0o644
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
-
-
-def _gzip(data: bytes) -> bytes:
-    buf = io.BytesIO()
-    # mtime=0 and no file name in the header: the output depends on the input only
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=6) as gz:
-        gz.write(data)
-    return buf.getvalue()
-
-
-def build_image(*, layers: int = 1, layer_size: int = 1 << 20, seed: int = 0) -> BuiltImage:
-    """The blobs of a ``linux/amd64`` image with ``layers`` random layers. Pure."""
-    if layers < 1:
-        raise ValueError("layers must be at least 1")
-    if layer_size < 0:
-        raise ValueError("layer_size must not be negative")
-    blobs: list[Blob] = []
-    diff_ids: list[str] = []
-    for index in range(layers):
-        tar = _tar(f"keelhaul/layer-{index}.bin", _payload(seed, index, layer_size))
-        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-        blobs.append(Blob(MEDIA_LAYER, _gzip(tar)))
-    config = Blob(
-        MEDIA_CONFIG,
-        _canonical(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "created": EPOCH,
-                "config": {"Labels": {"org.opencontainers.image.title": f"keelhaul-{seed}"}},
-                "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                "history": [
-                    {"created": EPOCH, "created_by": f"keelhaul write_image layer {i}"}
-                    for i in range(layers)
-                ],
-            }
-        ),
-    )
-    manifest = Blob(
-        MEDIA_MANIFEST,
-        _canonical(
-            {
-                "schemaVersion": 2,
-                "mediaType": MEDIA_MANIFEST,
-                "config": config.descriptor(),
-                "layers": [blob.descriptor() for blob in blobs],
-            }
-        ),
-    )
-    return BuiltImage(layers=tuple(blobs), config=config, manifest=manifest)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -155,18 +58,207 @@ def _write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def _index_with(out: Path, manifest: Blob, tag: str) -> dict[str, Any]:
-    """The layout's ``index.json`` with ``tag`` (re)pointed at ``manifest``; other tags kept."""
-    entries: list[dict[str, Any]] = []
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        existing = json.loads((out / "index.json").read_text(encoding="utf-8"))
+def _blob_path(root: Path, digest: str) -> Path:
+    try:
+        parsed = parse_digest(digest)
+    except ValueError as exc:
+        raise LayoutError(f"{root}: {exc}") from None
+    return root / "blobs" / parsed.algorithm / parsed.hex
+
+
+class LayoutWriter:
+    """Creates the layout on the first write (a pull that fails at the manifest leaves no
+    directory behind); safe to use from several threads for distinct blobs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._ready = False
+        if root.exists() and not root.is_dir():
+            raise LayoutError(f"{root} exists and is not a directory")
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        try:
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            marker = self.root / "oci-layout"
+            if not marker.exists():
+                _write_atomic(marker, canonical_json({"imageLayoutVersion": "1.0.0"}))
+        except OSError as exc:
+            raise LayoutError(
+                f"cannot write an OCI layout to {self.root}: {exc.strerror}"
+            ) from None
+        self._ready = True
+
+    def path(self, digest: str) -> Path:
+        return _blob_path(self.root, digest)
+
+    def has(self, descriptor: Descriptor) -> bool:
+        path = self.path(descriptor.digest)
+        try:
+            return path.stat().st_size == descriptor.size
+        except OSError:
+            return False
+
+    def sink(self, descriptor: Descriptor) -> FileSink:
+        self._ensure()
+        path = self.path(descriptor.digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileSink(path)
+
+    def add(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store a blob from chunks, sha256-addressed (a :class:`BlobStore`)."""
+        self._ensure()
+        directory = self.root / "blobs" / "sha256"
+        tmp = directory / f".{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with tmp.open("wb") as fh:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    fh.write(chunk)
+                    size += len(chunk)
+            final = directory / hasher.hexdigest()
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return f"sha256:{hasher.hexdigest()}", size
+
+    def put_manifest(self, manifest: Manifest) -> None:
+        self._ensure()
+        path = self.path(manifest.digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            _write_atomic(path, manifest.raw)
+
+    def tag(self, descriptor: Descriptor, tag: str | None) -> None:
+        """Point ``tag`` at ``descriptor`` in ``index.json`` (other entries are kept)."""
+        self._ensure()
         entries = [
-            m
-            for m in existing.get("manifests", [])
-            if isinstance(m, dict) and m.get("annotations", {}).get(REF_NAME) != tag
+            e
+            for e in _read_index(self.root, missing_ok=True)
+            if not (
+                (tag is not None and e.get("annotations", {}).get(REF_NAME) == tag)
+                or (
+                    tag is None
+                    and e.get("digest") == descriptor.digest
+                    and not e.get("annotations")
+                )
+            )
         ]
-    entries.append({**manifest.descriptor(), "annotations": {REF_NAME: tag}})
-    return {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}
+        entry: dict[str, Any] = {
+            "mediaType": descriptor.media_type,
+            "digest": descriptor.digest,
+            "size": descriptor.size,
+        }
+        if tag is not None:
+            entry["annotations"] = {REF_NAME: tag}
+        entries.append(entry)
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        _write_atomic(self.root / "index.json", canonical_json(index))
+
+
+def _read_index(root: Path, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    path = root / "index.json"
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        if missing_ok:
+            return []
+        raise LayoutError(f"{root} is not an OCI image layout (no index.json)") from None
+    except (OSError, ValueError):
+        raise LayoutError(f"{path} is not readable JSON") from None
+    manifests = data.get("manifests") if isinstance(data, dict) else None
+    if not isinstance(manifests, list):
+        raise LayoutError(f"{path} has no manifests list")
+    return [m for m in manifests if isinstance(m, dict)]
+
+
+def layout_tags(root: Path) -> list[str]:
+    return [
+        str(e["annotations"][REF_NAME])
+        for e in _read_index(root)
+        if isinstance(e.get("annotations"), dict) and REF_NAME in e["annotations"]
+    ]
+
+
+def _read_manifest(root: Path, digest: str, media_type: str) -> Manifest:
+    path = _blob_path(root, digest)
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise LayoutError(f"{root}: manifest {digest} is missing from blobs/") from None
+    verifier = Verifier(parse_digest(digest))
+    verifier.update(raw)
+    try:
+        verifier.check(f"manifest {digest} in {root}")
+    except DigestMismatch as exc:
+        raise LayoutError(str(exc)) from None
+    try:
+        return parse_manifest(raw, media_type, digest)
+    except RegistryClientError as exc:
+        raise LayoutError(f"{root}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class LayoutImage:
+    """One tagged image of a layout, ready to push (an ``ImageSource``)."""
+
+    root_dir: Path
+    root: Manifest
+    images: tuple[Manifest, ...]
+    tag: str | None = None
+    sizes: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def blob(self, descriptor: Descriptor) -> FileSource:
+        return FileSource(_blob_path(self.root_dir, descriptor.digest), descriptor.size)
+
+
+def _choose(root: Path, entries: list[dict[str, Any]], tag: str | None) -> dict[str, Any]:
+    def name(e: dict[str, Any]) -> str | None:
+        annotations = e.get("annotations")
+        return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+
+    if tag is not None:
+        for entry in entries:
+            if name(entry) == tag:
+                return entry
+        tags = ", ".join(sorted(str(n) for e in entries if (n := name(e)))) or "none"
+        raise LayoutError(f"{root} has no image tagged {tag!r} (tags: {tags})")
+    if len(entries) == 1:
+        return entries[0]
+    tags = ", ".join(sorted(str(n) for e in entries if (n := name(e)))) or "none"
+    if not entries:
+        raise LayoutError(f"{root} holds no image")
+    raise LayoutError(f"{root} holds {len(entries)} images; name one as DIR:TAG (tags: {tags})")
+
+
+def read_layout(root: Path, tag: str | None = None) -> LayoutImage:
+    """The image ``tag`` names (or the only one); manifests verified, blobs checked present."""
+    if not (root / "oci-layout").is_file():
+        raise LayoutError(f"{root} is not an OCI image layout (no oci-layout file)")
+    entry = _choose(root, _read_index(root), tag)
+    top = _read_manifest(root, str(entry.get("digest", "")), str(entry.get("mediaType", "")))
+    if top.is_index:
+        images = tuple(_read_manifest(root, d.digest, d.media_type) for d in top.manifests)
+        if any(m.is_index for m in images):
+            raise LayoutError(f"{root}: nested indexes are not supported")
+    else:
+        images = (top,)
+    for manifest in images:
+        for blob in manifest.blobs():
+            path = _blob_path(root, blob.digest)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                raise LayoutError(f"{root}: blob {blob.digest} is missing") from None
+            if size != blob.size:
+                raise LayoutError(
+                    f"{root}: blob {blob.digest} has {size} bytes, its descriptor says {blob.size}"
+                )
+    return LayoutImage(root, top, images, tag)
 
 
 def write_image(
@@ -175,16 +267,13 @@ def write_image(
     layers: int = 1,
     layer_size: int = 1 << 20,
     seed: int = 0,
-    tag: str = "latest",
+    tag: str | None = "latest",
+    compressible: bool = False,
+    platforms: tuple[Platform, ...] = (DEFAULT_PLATFORM,),
 ) -> str:
-    """Write (or add ``tag`` to) the OCI image layout ``out``; returns the manifest digest."""
-    image = build_image(layers=layers, layer_size=layer_size, seed=seed)
-    blob_dir = out / "blobs" / "sha256"
-    blob_dir.mkdir(parents=True, exist_ok=True)
-    for blob in image.blobs():
-        path = blob_dir / blob.digest.removeprefix("sha256:")
-        if not path.exists():
-            _write_atomic(path, blob.data)
-    _write_atomic(out / "oci-layout", _canonical({"imageLayoutVersion": "1.0.0"}))
-    _write_atomic(out / "index.json", _canonical(_index_with(out, image.manifest, tag)))
-    return image.digest
+    """Write (or add ``tag`` to) the layout ``out``; returns the top manifest's digest."""
+    writer = LayoutWriter(out)
+    spec = ImageSpec(layers, layer_size, seed, compressible, platforms)
+    root, _ = build(spec, writer)
+    writer.tag(root.descriptor(), tag)
+    return root.digest

@@ -1,0 +1,250 @@
+"""make bench-client: keelhaul's registry client against curl (pull) and skopeo (push).
+
+On a fresh stack in a temp dir, with a 256 MiB single-layer image (incompressible data):
+
+  pull   keelhaul pull REF into an OCI layout (manifest + blob, sha256-verified, written to
+         disk), against curl fetching the same blob URL with the same bearer token into a
+         file (no verification). Target: keelhaul >= 0.9 x curl's bytes/s.
+  push   keelhaul push of the layout, against skopeo copy oci:LAYOUT docker://REF, each into
+         a repository that lacks the blob. Target: keelhaul at least as fast.
+
+Two rows are for information: keelhaul's pull without verification, and curl followed by
+sha256sum (the like-for-like comparison: what it takes to know curl's bytes are right).
+
+Each run uses an image (pushes) or output file (pulls) of its own so that no tool finds
+its work already done; the figure is the median of --runs runs, alternating the tools.
+Every tool shares the machine's cores with the registry, so only the ratios matter.
+Writes bench/results/client.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keelhaul.client.auth import Credentials, repository_scope
+from keelhaul.client.httpx_transport import HttpxTransport
+from keelhaul.client.layout import LayoutWriter, read_layout, write_image
+from keelhaul.client.registry import RegistryClient
+from keelhaul.stack.stack import Stack
+
+RESULTS = Path(__file__).parent / "results" / "client.json"
+MIB = 1 << 20
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "missing"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if out.stdout or out.stderr else ""
+
+
+def _timed(action: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _client(host: str, user: str, password: str) -> RegistryClient:
+    return RegistryClient(
+        HttpxTransport(timeout=120),
+        host,
+        credentials=Credentials(user, password, source="bench"),
+        plain_http=True,
+    )
+
+
+def _authfile(workdir: Path, host: str, user: str, password: str) -> Path:
+    path = workdir / "skopeo-auth.json"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"auths": {host: {"auth": token}}}, fh)
+    return path
+
+
+def _push_keelhaul(host: str, password: str, layout: Path, repo: str) -> float:
+    image = read_layout(layout)
+    with _client(host, "admin", password) as client:
+        client.ping()  # connection and challenge outside the timing, as skopeo's startup is in
+        return _timed(lambda: client.push_image(repo, "1", image))
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None) -> float:
+    return _timed(
+        lambda: subprocess.run(argv, check=True, capture_output=True, env=env, timeout=600)
+    )
+
+
+def _curl(curl: str, url: str, token: str, workdir: Path, target: Path) -> float:
+    headers = workdir / "curl-headers"  # the token stays off the command line
+    fd = os.open(headers, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"Authorization: Bearer {token}\n")
+    try:
+        return _run([curl, "-sS", "-f", "-o", str(target), "-H", f"@{headers}", url])
+    finally:
+        headers.unlink()
+
+
+def bench(workdir: Path, *, size: int, runs: int) -> dict[str, Any]:
+    stack = Stack(workdir / "stack")
+    state = stack.up()
+    host = state.registry.removeprefix("http://")
+    password = state.users["admin"].get_secret_value()
+    skopeo = shutil.which("skopeo") or "/usr/bin/skopeo"
+    curl = shutil.which("curl") or "/usr/bin/curl"
+    sha256sum = shutil.which("sha256sum") or "/usr/bin/sha256sum"
+    authfile = _authfile(workdir, host, "admin", password)
+    skopeo_env = {**os.environ, "HOME": str(workdir)}
+    times: dict[str, list[float]] = {
+        "keelhaul pull": [],
+        "curl": [],
+        "keelhaul push": [],
+        "skopeo copy": [],
+    }
+    try:
+        # --- push: every run pushes an image of its own into a repository of its own
+        for run in range(runs):
+            for tool in ("keelhaul push", "skopeo copy"):
+                seed = 1000 + 2 * run + (tool == "skopeo copy")
+                layout = workdir / f"push-{seed}"
+                write_image(layout, layers=1, layer_size=size, seed=seed)
+                repo = f"admin/bench-push-{seed}"
+                if tool == "keelhaul push":
+                    times[tool].append(_push_keelhaul(host, password, layout, repo))
+                else:
+                    argv = [
+                        skopeo, "--insecure-policy", "copy", "--dest-tls-verify=false",
+                        "--dest-authfile", str(authfile), f"oci:{layout}:latest",
+                        f"docker://{host}/{repo}:1",
+                    ]  # fmt: skip
+                    times[tool].append(_run(argv, skopeo_env))
+                shutil.rmtree(layout)
+        # --- pull: the first pushed image, into fresh files each time; the order of the
+        # tools alternates from run to run so that none always follows the same one
+        repo = "admin/bench-push-1000"
+        with _client(host, "admin", password) as client:
+            (layer,) = client.get_manifest(repo, "1").layers
+            url = f"{state.registry}/v2/{repo}/blobs/{layer.digest}"
+
+            def keelhaul_pull(run: int, verify: bool) -> float:
+                writer = LayoutWriter(workdir / f"pull-{run}")
+                try:
+                    return _timed(
+                        lambda: client.pull_image(repo, "1", layout=writer, verify=verify)
+                    )
+                finally:
+                    shutil.rmtree(writer.root)
+
+            def curl_pull(run: int, then_hash: bool) -> float:
+                token = client.get_token((repository_scope(repo, "pull"),), reuse=False)
+                target = workdir / f"curl-{run}.blob"
+                try:
+                    seconds = _curl(curl, url, token or "", workdir, target)
+                    if target.stat().st_size != layer.size:
+                        raise SystemExit("curl fetched a short blob")
+                    if then_hash:
+                        seconds += _run([sha256sum, str(target)])
+                    return seconds
+                finally:
+                    target.unlink(missing_ok=True)
+
+            steps: list[tuple[str, Callable[[int], float]]] = [
+                ("keelhaul pull", lambda run: keelhaul_pull(run, True)),
+                ("curl", lambda run: curl_pull(run, False)),
+                ("keelhaul pull, unverified", lambda run: keelhaul_pull(run, False)),
+                ("curl + sha256sum", lambda run: curl_pull(run, True)),
+            ]
+            for run in range(runs):
+                for name, step in steps if run % 2 == 0 else steps[::-1]:
+                    times.setdefault(name, []).append(step(run))
+    finally:
+        stack.down()
+    return {"times": times, "blob_bytes": layer.size, "settings": state.settings}
+
+
+def _rate(size: int, seconds: float) -> float:
+    return size / seconds / MIB
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="layer size (default 256)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per tool (default 5)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="keelhaul-client-bench-") as tmp:
+        measured = bench(Path(tmp), size=args.size_mib * MIB, runs=args.runs)
+    size = measured["blob_bytes"]
+    medians = {tool: statistics.median(ts) for tool, ts in measured["times"].items()}
+    rates = {tool: _rate(size, s) for tool, s in medians.items()}
+    pull_ratio = rates["keelhaul pull"] / rates["curl"]
+    push_ratio = rates["keelhaul push"] / rates["skopeo copy"]
+    print(f"\nkeelhaul client bench: one {size / MIB:.0f} MiB layer, median of {args.runs} runs\n")
+    print(f"{'':<8} {'tool':<26} {'median s':>7} {'MiB/s':>8}   what [runs, s]")
+    rows = (
+        ("pull", "keelhaul pull", "verified, into an OCI layout"),
+        ("pull", "curl", "same blob URL and token, into a file"),
+        ("push", "keelhaul push", "OCI layout to a repository without the blob"),
+        ("push", "skopeo copy", "the same, oci: to docker://"),
+        ("(info)", "keelhaul pull, unverified", "what the sha256 costs keelhaul"),
+        ("(info)", "curl + sha256sum", "curl, then verifying as keelhaul does"),
+    )
+    for op, tool, note in rows:
+        runs = ", ".join(f"{t:.2f}" for t in measured["times"][tool])
+        print(f"{op:<8} {tool:<26} {medians[tool]:>7.2f} {rates[tool]:>8.1f}   {note} [{runs}]")
+    pull_ok = pull_ratio >= 0.9
+    push_ok = push_ratio >= 1.0
+    verdict = {True: "met", False: "MISSED"}
+    print()
+    print(f"pull: keelhaul / curl   = {pull_ratio:.2f}  (target >= 0.90: {verdict[pull_ok]})")
+    print(f"push: keelhaul / skopeo = {push_ratio:.2f}  (target >= 1.00: {verdict[push_ok]})")
+    document = {
+        "benchmark": "client",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "tools": {
+            "curl": _version(["curl", "--version"]),
+            "skopeo": _version(["skopeo", "--version"]),
+            "registry": _version(["docker-registry", "--version"]),
+        },
+        "blob_bytes": size,
+        "runs": args.runs,
+        "seconds": measured["times"],
+        "median_seconds": medians,
+        "mib_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "ratios": {
+            "pull_keelhaul_over_curl": round(pull_ratio, 3),
+            "push_keelhaul_over_skopeo": round(push_ratio, 3),
+        },
+        "targets": {
+            "pull": {"min_ratio": 0.9, "met": pull_ok},
+            "push": {"min_ratio": 1.0, "met": push_ok},
+        },
+        "stack_settings": measured["settings"],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
