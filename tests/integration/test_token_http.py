@@ -259,6 +259,8 @@ def test_health_metrics_and_audit_without_secrets(client: FlaskClient, auth_env)
     assert 'keelhaul_token_stage_seconds_count{cache="miss",stage="authn"} 1.0' in text
     assert 'keelhaul_token_stage_seconds_count{cache="local",stage="authn"} 1.0' in text
     assert "keelhaul_credential_cache_hit_ratio 0.500000" in text
+    assert "keelhaul_token_worker_capacity 1000.0" in text  # gevent: worker_connections
+    assert "keelhaul_token_inflight_requests 0.0" in text
     lines = [json.loads(x) for x in (auth_env.dir / "audit.log").read_text().splitlines()]
     assert [x["outcome"] for x in lines] == ["issued", "issued", "unauthorized"]
     assert lines[0]["account"] == "alice" and lines[0]["granted"] == ["repository:alice/x:pull"]

@@ -148,6 +148,12 @@ class _Endpoints:
         self.audit = AuditLog(settings.audit)
         self._www_authenticate = f'Basic realm="{settings.realm}"'
         self._degraded_shown = False
+        server = settings.server
+        self.metrics.capacity.set(
+            {"sync": 1, "gthread": server.threads}.get(
+                server.worker_class, server.worker_connections
+            )
+        )
 
     def token(self) -> Response:
         started = time.perf_counter()

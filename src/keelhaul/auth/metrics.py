@@ -80,11 +80,19 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        # Per worker (one series per pid under gunicorn): with the capacity below, the
+        # diagnosis tells busy workers from free ones.
         self.inflight = Gauge(
             "keelhaul_token_inflight_requests",
-            "Token requests being served now.",
+            "Token requests being served now, per worker process.",
             registry=r,
-            multiprocess_mode="livesum",
+            multiprocess_mode="liveall",
+        )
+        self.capacity = Gauge(
+            "keelhaul_token_worker_capacity",
+            "Requests one worker can serve at once (sync 1, gthread threads, gevent connections).",
+            registry=r,
+            multiprocess_mode="liveall",
         )
 
         # Label children, looked up once: ``labels()`` takes a lock and builds a key per call.
