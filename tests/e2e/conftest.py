@@ -59,6 +59,8 @@ class StackInfo:
     users: dict[str, str]
     pids: dict[str, int]
     urls: dict[str, str]
+    entry: str
+    ca_cert: Path | None
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -73,13 +75,20 @@ class StackInfo:
             users=raw["users"],
             pids=raw["pids"],
             urls=raw["urls"],
+            entry=raw["entry"],
+            ca_cert=Path(raw["ca_cert"]) if raw.get("ca_cert") else None,
             raw=raw,
         )
 
     @property
     def host(self) -> str:
-        """``127.0.0.1:<port>``, as in ``docker://HOST/repo:tag``."""
+        """The registry itself, ``127.0.0.1:<port>``, as in ``docker://HOST/repo:tag``."""
         return self.registry.removeprefix("http://")
+
+    @property
+    def entry_host(self) -> str:
+        """The proxy in front, the address clients are meant to use."""
+        return self.entry.split("://", 1)[1]
 
     def password(self, user: str) -> str:
         return self.users[user]
@@ -107,10 +116,10 @@ def _recorded_pids(directory: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in pids.items()}
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
-    directory = tmp_path_factory.mktemp("stack")
-    up = keelhaul("stack", "up", "--dir", str(directory))
+@contextlib.contextmanager
+def running_stack(directory: Path, *options: str) -> Iterator[StackInfo]:
+    """``keelhaul stack up --dir DIR OPTIONS`` ... ``down``; leftovers killed by pid."""
+    up = keelhaul("stack", "up", "--dir", str(directory), *options)
     if up.returncode != 0:
         kill_leftovers(directory, _recorded_pids(directory))
         pytest.fail(f"keelhaul stack up failed ({up.returncode}):\n{up.stderr}", pytrace=False)
@@ -122,6 +131,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         if down.returncode != 0:
             kill_leftovers(directory, info.pids)
             pytest.fail(f"keelhaul stack down failed:\n{down.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """The default stack (nginx in front, plain http), shared by the whole session."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
+def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """A second stack with ``--tls``; fast hashes and one worker, it only carries TLS tests."""
+    directory = tmp_path_factory.mktemp("tls-stack")
+    with running_stack(directory, "--tls", "--auth-workers", "1", "--bcrypt-cost", "4") as info:
+        yield info
 
 
 class Skopeo:
@@ -142,36 +166,44 @@ class Skopeo:
             check=False,
         )
 
-    def authfile(self, user: str, password: str | None = None) -> Path:
+    def authfile(self, user: str, password: str | None = None, host: str | None = None) -> Path:
         secret = self.stack.password(user) if password is None else password
         token = base64.b64encode(f"{user}:{secret}".encode()).decode()
         path = self.workdir / f"auth-{user}-{uuid.uuid4().hex[:8]}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"auths": {self.stack.host: {"auth": token}}}, fh)
+            json.dump({"auths": {host or self.stack.host: {"auth": token}}}, fh)
         return path
 
-    def _creds(self, side: str, user: str | None, password: str | None) -> list[str]:
+    def _creds(
+        self, side: str, user: str | None, password: str | None, host: str | None
+    ) -> list[str]:
         if user is None:
             return [f"--{side}-no-creds"]
-        return [f"--{side}-authfile", str(self.authfile(user, password))]
+        return [f"--{side}-authfile", str(self.authfile(user, password, host))]
+
+    def _tls(self, side: str, cert_dir: Path | None) -> list[str]:
+        """Verification off on plain http; with a CA, verified against it."""
+        if cert_dir is None:
+            return [f"--{side}-tls-verify=false"]
+        return [f"--{side}-cert-dir", str(cert_dir)]
 
     def push(
         self, layout: Path, repo: str, *, user: str | None, password: str | None = None,
-        tag: str = "latest",
+        tag: str = "latest", host: str | None = None, cert_dir: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         return self.run(
-            "copy", "--dest-tls-verify=false", *self._creds("dest", user, password),
-            f"oci:{layout}:{tag}", f"docker://{self.stack.host}/{repo}",
+            "copy", *self._tls("dest", cert_dir), *self._creds("dest", user, password, host),
+            f"oci:{layout}:{tag}", f"docker://{host or self.stack.host}/{repo}",
         )  # fmt: skip
 
     def pull(
         self, repo: str, dest: Path, *, user: str | None, password: str | None = None,
-        tag: str = "pulled",
+        tag: str = "pulled", host: str | None = None, cert_dir: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         return self.run(
-            "copy", "--src-tls-verify=false", *self._creds("src", user, password),
-            f"docker://{self.stack.host}/{repo}", f"oci:{dest}:{tag}",
+            "copy", *self._tls("src", cert_dir), *self._creds("src", user, password, host),
+            f"docker://{host or self.stack.host}/{repo}", f"oci:{dest}:{tag}",
         )  # fmt: skip
 
 
@@ -192,6 +224,12 @@ def make_skopeo(skopeo_binary: str, stack: StackInfo) -> Callable[[Path], Skopeo
 @pytest.fixture
 def skopeo(make_skopeo: Callable[[Path], Skopeo], tmp_path: Path) -> Skopeo:
     return make_skopeo(tmp_path)
+
+
+@pytest.fixture
+def tls_skopeo(skopeo_binary: str, tls_stack: StackInfo, tmp_path: Path) -> Skopeo:
+    """A skopeo bound to the ``--tls`` stack."""
+    return Skopeo(skopeo_binary, tmp_path, tls_stack)
 
 
 @pytest.fixture(scope="session")

@@ -177,7 +177,7 @@ def test_status_json_reports_all_healthy(
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["healthy"] is True
-    assert set(report["components"]) == {"redis", "auth", "registry"}
+    assert set(report["components"]) == {"redis", "auth", "registry", "nginx"}
     assert all(c["healthy"] and c["alive"] for c in report["components"].values())
     for password in stack.users.values():
         assert password not in result.stdout

@@ -74,6 +74,22 @@ def _processes_of(directory: Path, redis_port: int | None = None) -> list[int]:
     return found
 
 
+def _group_members(leaders: list[int]) -> list[int]:
+    """Live processes in the process groups of these (perhaps dead) leaders."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) in leaders and is_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def _kill_all(directory: Path) -> None:
     for pid in _processes_of(directory):
         with contextlib.suppress(ProcessLookupError):
@@ -90,6 +106,8 @@ def stack_dir(tmp_path: Path) -> Iterator[Path]:
         if (directory / "stack.json").exists():
             cli("stack", "down", "--dir", str(directory))
             for pid in _pids(directory).values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)  # nginx's workers outlive their master
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         _kill_all(directory)
@@ -119,7 +137,7 @@ def test_up_status_down(stack_dir: Path) -> None:
     for password in users.values():
         assert password not in up.stdout + up.stderr
     pids = _pids(stack_dir)
-    assert set(pids) == {"redis", "auth", "registry"}
+    assert set(pids) == {"redis", "auth", "registry", "nginx"}
     assert all(is_alive(pid) for pid in pids.values())
 
     status = cli("stack", "status", "--dir", str(stack_dir))
@@ -169,6 +187,8 @@ def test_stale_dir_is_cleaned_up_and_restarted(stack_dir: Path) -> None:
     new = _pids(stack_dir)
     assert not set(new.values()) & set(old.values())
     assert cli("stack", "status", "--dir", str(stack_dir)).returncode == 0
+    # the killed nginx master's workers (and gunicorn's) were swept, not left serving
+    assert _group_members(list(old.values())) == []
 
 
 def test_component_failing_at_start_leaves_nothing_running(stack_dir: Path) -> None:
@@ -247,7 +267,7 @@ def test_no_redis_stack(stack_dir: Path) -> None:
     assert up.returncode == 0, up.stderr
     report = json.loads(up.stdout)
     assert report["redis_url"] is None
-    assert set(report["pids"]) == {"auth", "registry"}
+    assert set(report["pids"]) == {"auth", "registry", "nginx"}
     assert report["settings"]["redis"] is False
     assert "blobdescriptor: inmemory" in (stack_dir / "config" / "registry.yml").read_text()
     status = cli("stack", "status", "--dir", str(stack_dir), "--json")
@@ -277,5 +297,38 @@ def test_a_free_port_taken_before_bind_is_retried_on_new_ports(stack_dir: Path) 
         finally:
             report = stack.down()
     assert report.found
-    assert set(report.stopped) == {"redis", "auth", "registry"}
+    assert set(report.stopped) == {"redis", "auth", "registry", "nginx"}
     assert _processes_of(stack_dir) == []
+
+
+def test_wrong_shape_knobs_are_recorded_and_the_doctor_names_each(stack_dir: Path) -> None:
+    """The field report's shapes, on purpose: one proxy worker, few connections, blocking
+    token service workers, fewer of them than cores, bcrypt on every request."""
+    cores = os.cpu_count() or 1
+    up = cli(
+        "stack", "up", "--dir", str(stack_dir), "--bcrypt-cost", "4",
+        "--proxy-workers", "1", "--proxy-connections", "256", "--auth-workers", "1",
+        "--auth-worker-class", "sync", "--no-credential-cache", "--json",
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    recorded = json.loads(up.stdout)["settings"]
+    assert recorded["proxy_workers"] == 1 and recorded["proxy_connections"] == 256
+    assert recorded["auth_worker_class"] == "sync" and recorded["credential_cache"] is False
+    assert json.loads(up.stdout)["entry"] == json.loads(up.stdout)["urls"]["nginx"]
+
+    doctor = cli("stack", "doctor", "--dir", str(stack_dir), "--json")
+    assert doctor.returncode == 1, doctor.stderr
+    ids = sorted(f["id"] for f in json.loads(doctor.stdout)["findings"])
+    expected = ["auth-worker-class-blocking", "credential-cache-off", "proxy-connections-low"]
+    if cores > 1:
+        expected += ["auth-workers-below-cores", "proxy-workers-below-cores"]
+    assert ids == sorted(expected)
+
+
+def test_missing_nginx_names_its_package(stack_dir: Path) -> None:
+    result = cli(
+        "stack", "up", "--dir", str(stack_dir),
+        env=_env({"KEELHAUL_STACK_NGINX_BINARY": "/nonexistent/nginx"}),
+    )  # fmt: skip
+    _assert_clean_error(result)
+    assert "apt-get install nginx-light" in result.stderr

@@ -11,7 +11,7 @@ import yaml
 
 from keelhaul.auth.acl import Acl, Principal
 from keelhaul.auth.scopes import parse_scope
-from keelhaul.auth.settings import KeyPair, load_auth_settings
+from keelhaul.auth.settings import load_auth_settings
 from keelhaul.errors import ConfigError
 from keelhaul.stack.authconf import render_auth_config, render_htpasswd
 from keelhaul.stack.components import component_specs
@@ -23,28 +23,36 @@ from keelhaul.stack.state import StackState, read_state, write_state
 
 pytestmark = pytest.mark.unit
 
-PORTS = {"redis": 7001, "auth": 7002, "registry": 7003, "registry_debug": 7004}
-BINARIES = {"redis-server": "/usr/bin/redis-server", "docker-registry": "/usr/bin/docker-registry"}
+PORTS = {
+    "redis": 7001,
+    "auth": 7002,
+    "registry": 7003,
+    "registry_debug": 7004,
+    "nginx": 7005,
+    "nginx_status": 7006,
+}
+BINARIES = {
+    "redis-server": "/usr/bin/redis-server",
+    "docker-registry": "/usr/bin/docker-registry",
+    "nginx": "/usr/sbin/nginx",
+}
+LAYOUT = StackLayout(Path("/srv/stack"))
 
 
-def _plan(settings: StackSettings | None = None, root: Path = Path("/srv/stack")) -> StackPlan:
+def _plan(settings: StackSettings | None = None) -> StackPlan:
     settings = settings or StackSettings()
     ports = {k: v for k, v in PORTS.items() if settings.redis or k != "redis"}
-    return StackPlan(layout=StackLayout(root), settings=settings, ports=ports)
-
-
-def _key(root: Path = Path("/srv/stack")) -> KeyPair:
-    return KeyPair(key=root / "keys/token.key", cert=root / "keys/token.crt")
+    return StackPlan.local(LAYOUT, settings, ports)
 
 
 # ----------------------------------------------------------------- registry config
 
 
-def test_registry_config_uses_token_auth_from_the_stack() -> None:
+def test_registry_config_uses_token_auth_through_the_proxy() -> None:
     config = render_registry_config(_plan(), http_secret="s" * 32)
     assert config["auth"] == {
         "token": {
-            "realm": "http://127.0.0.1:7002/token",
+            "realm": "http://127.0.0.1:7005/token",
             "service": "keelhaul-registry",
             "issuer": "keelhaul-auth",
             "rootcertbundle": "/srv/stack/keys/bundle.pem",
@@ -82,6 +90,12 @@ def test_registry_config_without_redis_caches_in_memory() -> None:
     assert "redis" not in config
 
 
+def test_registry_realm_is_https_with_tls() -> None:
+    config = render_registry_config(_plan(StackSettings(tls=True)), http_secret="s" * 32)
+    assert config["auth"]["token"]["realm"] == "https://127.0.0.1:7005/token"
+    assert "host" not in config["http"]  # direct clients of the local registry keep working
+
+
 def test_registry_yaml_round_trips_with_version_first() -> None:
     text = registry_yaml(render_registry_config(_plan(), http_secret="s" * 32))
     assert text.startswith("version: 0.1\n")
@@ -92,7 +106,7 @@ def test_registry_yaml_round_trips_with_version_first() -> None:
 
 
 def test_auth_config_validates_against_the_token_service_schema() -> None:
-    data = render_auth_config(_plan(), secret="x" * 64, key=_key())
+    data = render_auth_config(_plan(), secret="x" * 64)
     settings = load_auth_settings(data=data, environ={})
     assert settings.server.bind == "127.0.0.1:7002"
     assert settings.token.issuer == "keelhaul-auth"
@@ -105,13 +119,14 @@ def test_auth_config_validates_against_the_token_service_schema() -> None:
     assert settings.cache.redis_url is not None
     assert settings.cache.redis_url.get_secret_value() == "redis://127.0.0.1:7001/1"
     assert settings.server.workers is None  # the token service's own default
+    assert settings.server.trusted_proxies == 1  # nginx in front: one X-Forwarded-For hop
 
 
 def test_auth_config_knobs() -> None:
     knobs = StackSettings(
         redis=False, credential_cache=False, auth_workers=3, auth_worker_class="sync"
     )
-    data = render_auth_config(_plan(knobs), secret="x" * 64, key=_key())
+    data = render_auth_config(_plan(knobs), secret="x" * 64)
     settings = load_auth_settings(data=data, environ={})
     assert settings.cache.redis_url is None
     assert settings.cache.enabled is False
@@ -123,12 +138,12 @@ def test_auth_config_yaml_survives_a_file_round_trip(tmp_path: Path) -> None:
     from keelhaul.stack.authconf import auth_yaml
 
     path = tmp_path / "auth.yml"
-    path.write_text(auth_yaml(render_auth_config(_plan(), secret="x" * 64, key=_key())))
+    path.write_text(auth_yaml(render_auth_config(_plan(), secret="x" * 64)))
     assert load_auth_settings(path, environ={}).token.keys[0].cert.name == "token.crt"
 
 
 def _granted(user: str, scope: str) -> tuple[str, ...]:
-    data = render_auth_config(_plan(), secret="x" * 64, key=_key())
+    data = render_auth_config(_plan(), secret="x" * 64)
     acl = Acl.compile(load_auth_settings(data=data, environ={}).acl)
     return acl.allowed_actions(Principal(user), parse_scope(scope))
 
@@ -162,11 +177,11 @@ def test_htpasswd_lines() -> None:
 
 
 def test_choose_ports_keeps_forced_ports_and_never_repeats() -> None:
-    picks = iter([5000, 5000, 5001, 6000, 5002, 5003])
+    picks = iter([5000, 5000, 5001, 6000, 5002, 5003, 5004, 5005])
     ports = choose_ports(StackSettings(ports={"registry": 6000}), lambda: next(picks))
     assert ports["registry"] == 6000
-    assert len(set(ports.values())) == 4
-    assert set(ports) == {"redis", "auth", "registry", "registry_debug"}
+    assert len(set(ports.values())) == 6
+    assert set(ports) == {"redis", "auth", "registry", "registry_debug", "nginx", "nginx_status"}
 
 
 def test_choose_ports_without_redis() -> None:
@@ -175,9 +190,9 @@ def test_choose_ports_without_redis() -> None:
 
 
 def test_components_start_in_order_and_carry_their_markers() -> None:
-    specs = component_specs(_plan(), BINARIES, python="/venv/bin/python")
-    assert [s.name for s in specs] == ["redis", "auth", "registry"]
-    redis, auth, registry = specs
+    specs = component_specs(_plan(), LAYOUT, BINARIES, python="/venv/bin/python")
+    assert [s.name for s in specs] == ["redis", "auth", "registry", "nginx"]
+    redis, auth, registry, nginx = specs
     assert redis.argv[0] == "/usr/bin/redis-server"
     save = redis.argv.index("--save")
     assert redis.argv[save + 1] == ""
@@ -190,11 +205,16 @@ def test_components_start_in_order_and_carry_their_markers() -> None:
     assert auth.env["PROMETHEUS_MULTIPROC_DIR"] == "/srv/stack/run/auth-metrics"
     assert registry.argv == ("/usr/bin/docker-registry", "serve", "/srv/stack/config/registry.yml")
     assert registry.log == Path("/srv/stack/logs/registry.log")
+    assert nginx.argv == (
+        "/usr/sbin/nginx", "-p", "/srv/stack/nginx/", "-c", "/srv/stack/config/nginx.conf",
+        "-e", "/srv/stack/logs/nginx.log", "-g", "daemon off;",
+    )  # fmt: skip
+    assert nginx.url == "http://127.0.0.1:7005"
 
 
 def test_no_redis_means_no_redis_component() -> None:
-    specs = component_specs(_plan(StackSettings(redis=False)), BINARIES)
-    assert [s.name for s in specs] == ["auth", "registry"]
+    specs = component_specs(_plan(StackSettings(redis=False)), LAYOUT, BINARIES)
+    assert [s.name for s in specs] == ["auth", "registry", "nginx"]
 
 
 def test_settings_validation_names_the_key() -> None:
@@ -203,7 +223,7 @@ def test_settings_validation_names_the_key() -> None:
     with pytest.raises(ConfigError, match="share a port"):
         load_stack_settings({"ports": {"auth": 7000, "registry": 7000}}, environ={})
     with pytest.raises(ConfigError, match="ports"):
-        load_stack_settings({"ports": {"nginx": 7000}}, environ={})
+        load_stack_settings({"ports": {"postgres": 7000}}, environ={})
 
 
 def test_cli_values_override_environment() -> None:

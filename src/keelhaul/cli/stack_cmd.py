@@ -1,13 +1,15 @@
-"""``keelhaul stack up|status|down``: the local reference stack from the command line."""
+"""``keelhaul stack up|status|down|doctor|render``: the reference stack from the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,7 +20,7 @@ __all__ = ["stack"]
 
 # Spelled out here so that `keelhaul --help` need not import the stack (pydantic, httpx...).
 DEFAULT_DIR = Path(".keelhaul/stack")
-COMPONENTS = ("redis", "auth", "registry", "registry_debug")
+COMPONENTS = ("redis", "auth", "registry", "registry_debug", "nginx", "nginx_status")
 WORKER_CLASSES = ("gevent", "sync", "gthread")
 
 _dir_option = click.option(
@@ -48,30 +50,61 @@ def _parse_ports(values: tuple[str, ...]) -> dict[str, int] | None:
 
 @click.group()
 def stack() -> None:
-    """Run Redis, the token service and the registry on loopback, for development and tests."""
+    """The reference stack: nginx, registry, token service and Redis; and its doctor."""
+
+
+_KNOBS = (
+    click.option("--auth-workers", type=int, help="Token service workers [default: 2 x CPU]."),
+    click.option(
+        "--auth-worker-class",
+        type=click.Choice(WORKER_CLASSES),
+        help="Token service worker class [default: gevent].",
+    ),
+    click.option(
+        "--credential-cache/--no-credential-cache",
+        default=None,
+        help="Remember verified passwords [default: on].",
+    ),
+    click.option(
+        "--bcrypt-cost", type=int, help="bcrypt cost of the users' hashes (4..16) [default: 10]."
+    ),
+    click.option(
+        "--redis/--no-redis",
+        default=None,
+        help="Redis for the registry's blob cache and the credential cache [default: on].",
+    ),
+    click.option(
+        "--proxy-workers", type=int, help="nginx worker_processes [default: auto, 1 per CPU]."
+    ),
+    click.option("--proxy-connections", type=int, help="nginx worker_connections [default: 4096]."),
+    click.option(
+        "--tls/--no-tls",
+        default=None,
+        help="Serve the entry point over https with a generated CA [default: off].",
+    ),
+)
+_KNOB_NAMES = (
+    "auth_workers",
+    "auth_worker_class",
+    "credential_cache",
+    "bcrypt_cost",
+    "redis",
+    "proxy_workers",
+    "proxy_connections",
+    "tls",
+)
+
+
+def _knob_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The stack's knobs, the same for `up` and `render` (one settings object for both)."""
+    for option in reversed(_KNOBS):
+        command = option(command)
+    return command
 
 
 @stack.command()
 @_dir_option
-@click.option("--auth-workers", type=int, help="Token service workers [default: 2 x CPU].")
-@click.option(
-    "--auth-worker-class",
-    type=click.Choice(WORKER_CLASSES),
-    help="Token service worker class [default: gevent].",
-)
-@click.option(
-    "--credential-cache/--no-credential-cache",
-    default=None,
-    help="Remember verified passwords [default: on].",
-)
-@click.option(
-    "--bcrypt-cost", type=int, help="bcrypt cost of the users' hashes (4..16) [default: 10]."
-)
-@click.option(
-    "--redis/--no-redis",
-    default=None,
-    help="Run Redis for the registry's blob cache and the credential cache [default: on].",
-)
+@_knob_options
 @click.option(
     "--port",
     "ports",
@@ -80,29 +113,17 @@ def stack() -> None:
     help=f"Force a port ({', '.join(COMPONENTS)}); repeatable. Default: free ports.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the stack (no passwords) as JSON.")
-def up(
-    *,
-    directory: Path,
-    auth_workers: int | None,
-    auth_worker_class: str | None,
-    credential_cache: bool | None,
-    bcrypt_cost: int | None,
-    redis: bool | None,
-    ports: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Start the stack in DIR and leave it running (stop it with `keelhaul stack down`)."""
+def up(*, directory: Path, ports: tuple[str, ...], as_json: bool, **knobs: Any) -> None:
+    """Start the stack in DIR and leave it running (stop it with `keelhaul stack down`).
+
+    nginx is the entry point (/v2/ to the registry, /token to the token service); the
+    knobs reproduce the field report's wrong shapes for experiments, and each is recorded
+    in DIR/stack.json.
+    """
     from keelhaul.stack import Stack, load_stack_settings
 
     settings = load_stack_settings(
-        {
-            "auth_workers": auth_workers,
-            "auth_worker_class": auth_worker_class,
-            "credential_cache": credential_cache,
-            "bcrypt_cost": bcrypt_cost,
-            "redis": redis,
-            "ports": _parse_ports(ports),
-        }
+        {**{k: knobs[k] for k in _KNOB_NAMES}, "ports": _parse_ports(ports)}
     )
     target = Stack(directory, settings)
     t0 = time.monotonic()
@@ -123,8 +144,14 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _print_summary(state: StackState, target: Stack, elapsed: float) -> None:
     root = target.layout.root
     rows = [
-        ("registry", state.registry),
-        ("token", state.token_url),
+        ("entry", f"{state.entry}  (clients use this one; realm {state.realm})"),
+        *(
+            [("ca", f"{state.ca_cert}  (skopeo --cert-dir, docker certs.d)")]
+            if state.ca_cert
+            else []
+        ),
+        ("registry", f"{state.registry}  (behind the proxy)"),
+        ("token", f"{state.token_url}  (behind the proxy)"),
         ("service", state.service),
         ("redis", state.redis_url or "(none)"),
         ("users", f"{', '.join(state.users)} (passwords in {target.layout.state_file}, mode 0600)"),
@@ -185,3 +212,167 @@ def down(directory: Path) -> None:
     else:
         click.echo(f"the stack in {root} was not running; nothing to stop")
     click.echo(f"data kept in {target.layout.data_dir}")
+
+
+_config_path = click.Path(path_type=Path, dir_okay=False, exists=True)
+
+
+@stack.command()
+@_dir_option
+@click.option(
+    "--registry-config", "registry_configs", multiple=True, type=_config_path,
+    help="A registry config.yml (repeat for every registry replica or environment).",
+)  # fmt: skip
+@click.option(
+    "--auth-config", "auth_configs", multiple=True, type=_config_path,
+    help="A token service config (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--nginx-config", "nginx_configs", multiple=True, type=_config_path,
+    help="An nginx.conf (its includes are followed; repeatable).",
+)  # fmt: skip
+@click.option("--registry-url", help="Where to read the registry's clock [default: its http.host].")
+@click.option("--cpus", type=click.IntRange(min=1), help="Cores of the hosts the configs run on.")
+@click.option(
+    "--files-root", "files_root", multiple=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Where files named in the configs (bundle, certificates) are found, if not at "
+    "their own paths: a copy of the remote file system.",
+)  # fmt: skip
+@click.option(
+    "--ca-cert", type=click.Path(dir_okay=False, exists=True), help="CA for https probes."
+)
+@click.option("--probe/--no-probe", default=True, help="Live checks: realm, clocks [on].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def doctor(
+    *,
+    directory: Path,
+    registry_configs: tuple[Path, ...],
+    auth_configs: tuple[Path, ...],
+    nginx_configs: tuple[Path, ...],
+    registry_url: str | None,
+    cpus: int | None,
+    files_root: tuple[Path, ...],
+    ca_cert: str | None,
+    probe: bool,
+    as_json: bool,
+) -> None:
+    """Check every tier's configuration against the others; exit 1 when anything is flagged.
+
+    Without config files, examines the local stack in DIR. With them (a remote deployment),
+    examines exactly those; --cpus tells the cores there.
+    """
+    from keelhaul.stack.doctor import DoctorRequest, diagnose, render_text, request_for_stack
+
+    if registry_configs or auth_configs or nginx_configs:
+        request = DoctorRequest(
+            registry_configs=registry_configs,
+            auth_configs=auth_configs,
+            nginx_configs=nginx_configs,
+            registry_url=registry_url,
+            cpus=cpus,
+            cpus_source="--cpus" if cpus else "",
+            files_root=files_root,
+            ca_cert=ca_cert,
+            probe=probe,
+        )
+    else:
+        request = request_for_stack(directory, probe=probe)
+        if cpus is not None:
+            request = dataclasses.replace(request, cpus=cpus, cpus_source="--cpus")
+    report = diagnose(request)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(render_text(report))
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@stack.command()
+@click.option(
+    "--target", type=click.Choice(["compose", "k8s"]), required=True, help="What to render."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory to write (secret material in it is kept across renders).",
+)
+@click.option(
+    "--public-url",
+    help="The entry point as clients see it [default: http://localhost:5000].",
+)
+@click.option(
+    "--storage",
+    type=click.Choice(["filesystem", "s3", "gcs"]),
+    help="Registry storage [default: filesystem (a PVC on Kubernetes)].",
+)
+@click.option("--bucket", help="s3/gcs bucket.")
+@click.option("--region", help="s3 region.")
+@click.option("--endpoint", help="s3 regionendpoint (MinIO, Ceph...).")
+@click.option("--storage-prefix", help="Root directory inside the bucket.")
+@click.option("--storage-size", help="PVC size for filesystem storage [default: 50Gi].")
+@click.option("--namespace", help="Kubernetes namespace of every object.")
+@click.option("--cpus", type=int, help="CPU limit per container; workers follow it [default: 2].")
+@click.option("--auth-image", help="The token service's image [default: keelhaul-auth:VERSION].")
+@click.option(
+    "--keys",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Bring token.key/token.crt (and tls.crt/tls.key) instead of generating them.",
+)
+@_knob_options
+def render(
+    *,
+    target: str,
+    out: Path,
+    public_url: str | None,
+    storage: str | None,
+    bucket: str | None,
+    region: str | None,
+    endpoint: str | None,
+    storage_prefix: str | None,
+    storage_size: str | None,
+    namespace: str | None,
+    cpus: int | None,
+    auth_image: str | None,
+    keys: Path | None,
+    **knobs: Any,
+) -> None:
+    """Write compose.yaml or Kubernetes manifests from the settings the local stack uses."""
+    from pydantic import ValidationError
+
+    from keelhaul.errors import ConfigError
+    from keelhaul.settings_base import validation_problems
+    from keelhaul.stack import load_stack_settings
+    from keelhaul.stack.render import DeploySettings, render_deployment
+
+    settings = load_stack_settings({k: knobs[k] for k in _KNOB_NAMES})
+    given = {
+        "driver": storage,
+        "bucket": bucket,
+        "region": region,
+        "endpoint": endpoint,
+        "rootdirectory": storage_prefix,
+        "size": storage_size,
+    }
+    raw: dict[str, Any] = {
+        "target": target,
+        "storage": {k: v for k, v in given.items() if v is not None},
+    }
+    if public_url is None and settings.tls:
+        public_url = "https://localhost:5443"
+    optional = {"public_url": public_url, "namespace": namespace, "cpus": cpus}
+    raw.update({k: v for k, v in optional.items() if v is not None})
+    if auth_image is not None:
+        raw["images"] = {"auth": auth_image}
+    try:
+        deploy = DeploySettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("render", validation_problems(exc)) from None
+    result = render_deployment(settings, deploy, out, keys=keys)
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"users and passwords: {result.passwords_file} (mode 0600)")
+    for note in result.notes:
+        click.echo(f"note: {note}")

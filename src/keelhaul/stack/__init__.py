@@ -1,7 +1,9 @@
-"""The local reference stack: Redis, the token service and the registry on loopback.
+"""The reference stack: nginx in front of the registry and the token service, with Redis.
 
-``Stack(dir, settings).up()`` starts it, ``.status()`` probes it, ``.down()`` stops it;
-``keelhaul stack up|status|down`` is the command-line face of the same class.
+``Stack(dir, settings).up()`` starts it on loopback, ``.status()`` probes it, ``.down()``
+stops it; ``keelhaul stack up|status|down`` is the command-line face of the same class.
+:mod:`.doctor` checks a stack's configs against each other; :mod:`.render` writes the
+same stack as compose and Kubernetes artifacts.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from keelhaul.auth.settings import KeyPair
 from keelhaul.stack.plan import REDIS_DB_AUTH, StackPlan
 
 __all__ = ["STACK_ACL", "auth_argv", "auth_yaml", "render_auth_config", "render_htpasswd"]
@@ -45,32 +44,50 @@ STACK_ACL: tuple[dict[str, Any], ...] = (
 )
 
 
-def render_auth_config(plan: StackPlan, *, secret: str, key: KeyPair) -> dict[str, Any]:
-    layout = plan.layout
+def render_auth_config(plan: StackPlan, *, secret: str | None) -> dict[str, Any]:
+    """``secret`` None: it comes from ``KEELHAUL_AUTH_SECRET`` at run time (deployments).
+
+    nginx is always in front, so exactly one ``X-Forwarded-For`` hop is trusted
+    (``server.trusted_proxies: 1``); the token service itself listens where only the
+    proxy and the host (local stack) or the cluster network (deployments) reach it.
+    """
     settings = plan.settings
-    server: dict[str, Any] = {"bind": plan.addr("auth")}
-    if settings.auth_workers is not None:
-        server["workers"] = settings.auth_workers
+    files = plan.files
+    server: dict[str, Any] = {"bind": plan.bind("auth"), "trusted_proxies": 1}
+    workers = settings.auth_workers
+    if workers is None and plan.cpus is not None:
+        # in a container os.cpu_count() is the node's, not the container's CPU limit
+        workers = 2 * plan.cpus
+    if workers is not None:
+        server["workers"] = workers
     if settings.auth_worker_class is not None:
         server["worker_class"] = settings.auth_worker_class
     cache: dict[str, Any] = {"enabled": settings.credential_cache}
     redis_url = plan.redis_url(REDIS_DB_AUTH)
     if redis_url is not None:
         cache["redis_url"] = redis_url
-    return {
-        "secret": secret,
-        "token": {
-            "issuer": plan.issuer,
-            "service": plan.service,
-            "algorithm": "ES256",
-            "keys": [{"key": str(key.key), "cert": str(key.cert)}],
-        },
-        "users": {"htpasswd": str(layout.htpasswd)},
-        "acl": [dict(rule) for rule in STACK_ACL],
-        "cache": cache,
-        "server": server,
-        "audit": {"enabled": True, "path": str(layout.audit_log)},
-    }
+    audit: dict[str, Any] = {"enabled": True}
+    if files.audit_log is not None:
+        audit["path"] = files.audit_log
+    config: dict[str, Any] = {}
+    if secret is not None:
+        config["secret"] = secret
+    config.update(
+        {
+            "token": {
+                "issuer": plan.issuer,
+                "service": plan.service,
+                "algorithm": "ES256",
+                "keys": [{"key": files.signing_key, "cert": files.signing_cert}],
+            },
+            "users": {"htpasswd": files.htpasswd},
+            "acl": [dict(rule) for rule in STACK_ACL],
+            "cache": cache,
+            "server": server,
+            "audit": audit,
+        }
+    )
+    return config
 
 
 def auth_yaml(config: dict[str, Any]) -> str:
@@ -83,4 +100,4 @@ def render_htpasswd(hashes: Mapping[str, str]) -> str:
 
 
 def auth_argv(plan: StackPlan, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "keelhaul", "auth", "serve", "--config", str(plan.layout.auth_config)]
+    return [python, "-m", "keelhaul", "auth", "serve", "--config", plan.files.auth_config]

@@ -1,8 +1,4 @@
-"""The processes of a stack, in start order, as plain data. Pure.
-
-A fourth component (nginx in front of the registry) is one more :class:`ComponentSpec`
-here, one more probe in :mod:`.health`, and one more port name in the settings.
-"""
+"""The processes of a stack, in start order, as plain data. Pure."""
 
 from __future__ import annotations
 
@@ -12,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keelhaul.stack.authconf import auth_argv
+from keelhaul.stack.layout import StackLayout
+from keelhaul.stack.nginx import nginx_argv
 from keelhaul.stack.plan import StackPlan
 from keelhaul.stack.registry import registry_argv
 
@@ -36,20 +34,22 @@ class ComponentSpec:
     """Variables added to the environment (from which ``KEELHAUL_*`` is always removed)."""
     match: tuple[str, ...] = ()
     """Substrings of ``/proc/<pid>/cmdline`` that prove a pid is still this component."""
+    group_match: tuple[str, ...] = ()
+    """The same for its children, when their titles differ from the leader's."""
     config: Path | None = None
 
 
-def redis_argv(binary: str, plan: StackPlan) -> list[str]:
+def redis_argv(binary: str, plan: StackPlan, directory: str) -> list[str]:
     """No persistence at all; the LRU limit keeps a long benchmark from eating the host."""
     return [
         binary,
-        "--bind", plan.host,
+        "--bind", plan.bind("redis").rpartition(":")[0],
         "--port", str(plan.ports["redis"]),
         "--protected-mode", "yes",
         "--save", "",
         "--appendonly", "no",
         "--daemonize", "no",
-        "--dir", str(plan.layout.run_dir),
+        "--dir", directory,
         "--maxmemory", "256mb",
         "--maxmemory-policy", "allkeys-lru",
     ]  # fmt: skip
@@ -57,18 +57,18 @@ def redis_argv(binary: str, plan: StackPlan) -> list[str]:
 
 def component_specs(
     plan: StackPlan,
+    layout: StackLayout,
     binaries: Mapping[str, str],
     *,
     python: str = sys.executable,
 ) -> list[ComponentSpec]:
-    """Start order: Redis (when enabled) -> token service -> registry."""
-    layout = plan.layout
+    """Start order: Redis (when enabled) -> token service -> registry -> nginx."""
     specs: list[ComponentSpec] = []
     if plan.settings.redis:
         specs.append(
             ComponentSpec(
                 name="redis",
-                argv=tuple(redis_argv(binaries["redis-server"], plan)),
+                argv=tuple(redis_argv(binaries["redis-server"], plan, str(layout.run_dir))),
                 log=layout.log("redis"),
                 url=plan.url("redis"),
                 # redis-server rewrites its title to "redis-server 127.0.0.1:<port>"
@@ -97,6 +97,19 @@ def component_specs(
             url=plan.url("registry"),
             match=(str(layout.registry_config),),
             config=layout.registry_config,
+        )
+    )
+    specs.append(
+        ComponentSpec(
+            name="nginx",
+            argv=tuple(nginx_argv(binaries["nginx"], plan, f"{layout.nginx_dir}/")),
+            log=layout.log("nginx"),
+            url=plan.url("nginx"),
+            # the master's title: "nginx: master process /usr/sbin/nginx -p ... -c <conf> ..."
+            match=("nginx", str(layout.nginx_config)),
+            # its workers: "nginx: worker process"; they outlive a killed master for good
+            group_match=("nginx: ",),
+            config=layout.nginx_config,
         )
     )
     return specs

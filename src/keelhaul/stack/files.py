@@ -1,7 +1,8 @@
 """Writing a stack's directory before start: keys, users, configs. The file-system edge.
 
-Secrets are made fresh at every ``up`` (passwords, server secret, signing key); only
-``data/`` survives from one run to the next.
+Secrets are made fresh at every ``up`` (passwords, server secret, signing key, the proxy's
+server certificate); ``data/`` and the TLS CA (``keys/ca.*``, which clients were told to
+trust) survive from one run to the next.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ from keelhaul.auth.settings import KeyPair
 from keelhaul.auth.signing import generate_keypair
 from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
 from keelhaul.stack.layout import StackLayout
-from keelhaul.stack.plan import USERS, StackPlan
+from keelhaul.stack.nginx import render_nginx_conf
+from keelhaul.stack.plan import HOST, USERS, StackPlan
 from keelhaul.stack.registry import registry_yaml, render_registry_config
+from keelhaul.stack.tls import issue_server_cert
 
-__all__ = ["Prepared", "prepare_files", "rotate_log", "write_private"]
+__all__ = ["Prepared", "make_dirs", "prepare_files", "rotate_log", "write_private"]
 
 
 @dataclass(frozen=True)
 class Prepared:
     passwords: dict[str, str]
     key: KeyPair
+    ca_cert: Path | None = None
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
@@ -60,8 +64,14 @@ def make_dirs(layout: StackLayout) -> None:
     layout.auth_metrics_dir.mkdir(mode=0o700)
 
 
-def prepare_files(plan: StackPlan) -> Prepared:
-    layout = plan.layout
+def nginx_user() -> str | None:
+    """Run as root (tests, CI), nginx's workers would drop to ``nobody``, who cannot enter
+    the 0700 stack directory to write temp files; they stay root instead. Otherwise nginx
+    runs as the invoking user and the ``user`` directive is not rendered at all."""
+    return "root" if os.geteuid() == 0 else None
+
+
+def prepare_files(plan: StackPlan, layout: StackLayout) -> Prepared:
     make_dirs(layout)
     key = generate_keypair(layout.keys_dir, algorithm="ES256", name="token", overwrite=True)
     write_private(layout.bundle, key.cert.read_text(encoding="ascii"), mode=0o644)
@@ -70,8 +80,16 @@ def prepare_files(plan: StackPlan) -> Prepared:
     hashes = {user: hash_password(pw, plan.settings.bcrypt_cost) for user, pw in passwords.items()}
     write_private(layout.htpasswd, render_htpasswd(hashes))
 
-    auth_config = render_auth_config(plan, secret=secrets.token_urlsafe(48), key=key)
+    auth_config = render_auth_config(plan, secret=secrets.token_urlsafe(48))
     write_private(layout.auth_config, auth_yaml(auth_config))
     registry_config = render_registry_config(plan, http_secret=secrets.token_urlsafe(32))
     write_private(layout.registry_config, registry_yaml(registry_config))
-    return Prepared(passwords=passwords, key=key)
+
+    ca_cert = None
+    if plan.settings.tls:
+        issue_server_cert(
+            layout.ca_cert, layout.ca_key, layout.tls_cert, layout.tls_key, [HOST, "localhost"]
+        )
+        ca_cert = layout.ca_cert
+    write_private(layout.nginx_config, render_nginx_conf(plan, user=nginx_user()))
+    return Prepared(passwords=passwords, key=key, ca_cert=ca_cert)

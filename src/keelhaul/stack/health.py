@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
+from keelhaul.stack.nginx import STATUS_PATH
 from keelhaul.stack.procs import Health
+from keelhaul.stack.state import StackState
 
-__all__ = ["PROBES", "probe_auth", "probe_redis", "probe_registry"]
+__all__ = ["PROBES", "probe_auth", "probe_nginx", "probe_redis", "probe_registry"]
 
 TIMEOUT = 2.0
+_REALM = re.compile(r'realm="([^"]*)"')
 
 
-def _client() -> httpx.Client:
+def _client(ca_cert: str | None = None) -> httpx.Client:
     # trust_env=False: a developer's HTTP(S)_PROXY must not intercept loopback probes
-    return httpx.Client(timeout=TIMEOUT, trust_env=False)
+    verify: ssl.SSLContext | bool = True
+    if ca_cert is not None:
+        verify = ssl.create_default_context(cafile=ca_cert)
+    return httpx.Client(timeout=TIMEOUT, trust_env=False, verify=verify)
 
 
 def probe_redis(url: str, timeout: float = TIMEOUT) -> Health:
@@ -67,9 +75,39 @@ def probe_registry(url: str, debug_url: str) -> Health:
     return Health(True, "ok")
 
 
-PROBES: Mapping[str, Callable[[Mapping[str, str]], Health]] = {
-    "redis": lambda urls: probe_redis(urls["redis"]),
-    "auth": lambda urls: probe_auth(urls["auth"]),
-    "registry": lambda urls: probe_registry(urls["registry"], urls["registry_debug"]),
+def probe_nginx(entry: str, status_url: str, realm: str, ca_cert: str | None = None) -> Health:
+    """The proxy answers ``/healthz``, its status page counts connections, and ``/v2/``
+    through it asks for a Bearer token at the proxy's own ``/token``."""
+    try:
+        with _client(ca_cert) as client:
+            health = client.get(f"{entry}/healthz")
+            base = client.get(f"{entry}/v2/")
+            status = client.get(f"{status_url}{STATUS_PATH}")
+    except httpx.HTTPError as exc:
+        return Health(False, f"proxy unreachable: {type(exc).__name__}")
+    if health.status_code != 200:
+        return Health(False, f"GET /healthz: HTTP {health.status_code}")
+    if status.status_code != 200 or "Active connections" not in status.text:
+        return Health(False, f"GET {STATUS_PATH}: HTTP {status.status_code}")
+    challenge = base.headers.get("www-authenticate", "")
+    found = _REALM.search(challenge)
+    if base.status_code != 401 or found is None:
+        return Health(False, f"GET /v2/ via the proxy: HTTP {base.status_code}, no challenge")
+    if found.group(1) != realm:
+        return Health(False, f"the registry's realm is {found.group(1)}, not {realm}")
+    return Health(True, "ok")
+
+
+def _probe_nginx(state: StackState) -> Health:
+    urls = state.urls
+    realm = state.realm or f"{urls['nginx']}/token"
+    return probe_nginx(urls["nginx"], urls["nginx_status"], realm, state.ca_cert)
+
+
+PROBES: Mapping[str, Callable[[StackState], Health]] = {
+    "redis": lambda state: probe_redis(state.urls["redis"]),
+    "auth": lambda state: probe_auth(state.urls["auth"]),
+    "registry": lambda state: probe_registry(state.urls["registry"], state.urls["registry_debug"]),
+    "nginx": _probe_nginx,
 }
-"""Component name -> probe over the stack's ``urls`` (as recorded in ``stack.json``)."""
+"""Component name -> probe over the stack as recorded in ``stack.json``."""

@@ -5,11 +5,14 @@
     DIR/
       stack.json          state: URLs, users and passwords, pids (mode 0600)
       .lock               held while `up`/`down` run
-      config/             registry.yml, auth.yml, htpasswd (0600)
-      keys/               token signing key + certificate, bundle.pem for the registry
+      config/             registry.yml, auth.yml, nginx.conf, htpasswd (0600)
+      keys/               token signing key + certificate, bundle.pem for the registry;
+                          with --tls: ca.crt (give it to clients), ca.key, proxy.crt/.key
       data/               registry storage (kept by `down` and by restarts)
-      logs/               one <component>.log each, audit.log from the token service
-      run/auth-metrics/   PROMETHEUS_MULTIPROC_DIR of the token service (emptied at start)
+      logs/               one <component>.log each, audit.log from the token service,
+                          access.log (nginx, JSON lines)
+      nginx/              nginx's prefix: its temp directories (client_body, proxy, ...)
+      run/                nginx.pid; auth-metrics/: PROMETHEUS_MULTIPROC_DIR (emptied at start)
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_DIR", "StackLayout"]
+__all__ = ["DEFAULT_DIR", "NGINX_TEMP_DIRS", "StackLayout"]
 
 DEFAULT_DIR = Path(".keelhaul/stack")
+
+NGINX_TEMP_DIRS: tuple[str, ...] = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+"""Every temp path nginx has: all set, so that nginx never touches /var/lib/nginx."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,25 @@ class StackLayout:
         return self.root / "run"
 
     @property
+    def nginx_dir(self) -> Path:
+        """nginx's prefix (``-p``)."""
+        return self.root / "nginx"
+
+    @property
+    def nginx_temp_dir(self) -> Path:
+        return self.nginx_dir / "tmp"
+
+    @property
     def registry_config(self) -> Path:
         return self.config_dir / "registry.yml"
 
     @property
     def auth_config(self) -> Path:
         return self.config_dir / "auth.yml"
+
+    @property
+    def nginx_config(self) -> Path:
+        return self.config_dir / "nginx.conf"
 
     @property
     def htpasswd(self) -> Path:
@@ -76,8 +95,28 @@ class StackLayout:
         return self.keys_dir / "bundle.pem"
 
     @property
+    def ca_cert(self) -> Path:
+        return self.keys_dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.keys_dir / "ca.key"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.keys_dir / "proxy.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.keys_dir / "proxy.key"
+
+    @property
     def audit_log(self) -> Path:
         return self.logs_dir / "audit.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.logs_dir / "access.log"
 
     @property
     def auth_metrics_dir(self) -> Path:
@@ -86,5 +125,17 @@ class StackLayout:
     def log(self, component: str) -> Path:
         return self.logs_dir / f"{component}.log"
 
+    def nginx_temp(self, kind: str) -> Path:
+        return self.nginx_temp_dir / kind
+
     def dirs(self) -> tuple[Path, ...]:
-        return (self.config_dir, self.keys_dir, self.data_dir, self.logs_dir, self.run_dir)
+        return (
+            self.config_dir,
+            self.keys_dir,
+            self.data_dir,
+            self.logs_dir,
+            self.run_dir,
+            self.nginx_dir,
+            self.nginx_temp_dir,
+            *(self.nginx_temp(kind) for kind in NGINX_TEMP_DIRS),
+        )

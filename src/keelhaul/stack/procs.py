@@ -59,6 +59,9 @@ class Identity:
     pid: int
     starttime: int | None
     match: tuple[str, ...]
+    group_match: tuple[str, ...] = ()
+    """Markers of the leader's children when they differ from its own (nginx's workers
+    are titled ``nginx: worker process``); empty: the same as ``match``."""
 
 
 def _inherited_fds() -> list[int]:
@@ -122,10 +125,12 @@ def is_alive(pid: int) -> bool:
     return fields is not None and fields[0] not in ("Z", "X", "x")
 
 
-def identity(pid: int, match: Iterable[str]) -> Identity:
+def identity(pid: int, match: Iterable[str], group_match: Iterable[str] = ()) -> Identity:
     fields = _stat_fields(pid)
     starttime = int(fields[19]) if fields is not None and len(fields) > 19 else None
-    return Identity(pid=pid, starttime=starttime, match=tuple(match))
+    return Identity(
+        pid=pid, starttime=starttime, match=tuple(match), group_match=tuple(group_match)
+    )
 
 
 def cmdline(pid: int) -> str:
@@ -190,10 +195,12 @@ def stop_all(idents: Sequence[Identity], timeout: float) -> list[int]:
 def sweep_group(ident: Identity) -> list[int]:
     """SIGKILL members of a dead component's process group that still look like it.
 
-    After a crash of a leader (e.g. gunicorn's master), its workers can outlive it for a
-    while; they share its process group and its command line.
+    After a crash of a leader (e.g. gunicorn's or nginx's master), its workers can outlive
+    it (nginx's for good); they share its process group, and its command line or the
+    ``group_match`` markers.
     """
-    if not ident.match:
+    markers = ident.group_match or ident.match
+    if not markers:
         return []
     killed = []
     for entry in Path("/proc").iterdir():
@@ -204,7 +211,7 @@ def sweep_group(ident: Identity) -> list[int]:
         if fields is None or len(fields) < 3 or fields[2] != str(ident.pid):
             continue
         line = cmdline(pid)
-        if line and all(marker in line for marker in ident.match) and is_alive(pid):
+        if line and all(marker in line for marker in markers) and is_alive(pid):
             _signal(pid, signal.SIGKILL)
             killed.append(pid)
     return killed

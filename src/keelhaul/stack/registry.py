@@ -1,4 +1,9 @@
-"""The registry's ``config.yml`` (distribution 2.8 schema), rendered from a plan. Pure."""
+"""The registry's ``config.yml`` (distribution 2.8 schema), rendered from a plan. Pure.
+
+Secrets stay out of the deployment artifacts: there ``http.secret`` comes from
+``REGISTRY_HTTP_SECRET`` (a Secret), and object-store credentials from the environment or
+the pod's identity (see :mod:`.storage`).
+"""
 
 from __future__ import annotations
 
@@ -7,46 +12,56 @@ from typing import Any
 import yaml
 
 from keelhaul.stack.plan import REDIS_DB_REGISTRY, StackPlan
+from keelhaul.stack.storage import render_storage
 
-__all__ = ["registry_argv", "registry_yaml", "render_registry_config"]
+__all__ = ["REDIS_TIMEOUT", "registry_argv", "registry_yaml", "render_registry_config"]
 
 # Loopback Redis answers in well under a millisecond; a stuck one must not stall pulls.
 REDIS_TIMEOUT = "250ms"
 
 
-def render_registry_config(plan: StackPlan, *, http_secret: str) -> dict[str, Any]:
-    layout = plan.layout
+def render_registry_config(plan: StackPlan, *, http_secret: str | None) -> dict[str, Any]:
+    """``http_secret`` None: it comes from ``REGISTRY_HTTP_SECRET`` at run time."""
     storage: dict[str, Any] = {
-        "filesystem": {"rootdirectory": str(layout.data_dir)},
+        **render_storage(plan.storage, plan.files.registry_data),
         "delete": {"enabled": True},
         "cache": {"blobdescriptor": "redis" if plan.settings.redis else "inmemory"},
     }
+    http: dict[str, Any] = {"addr": plan.bind("registry")}
+    if http_secret is not None:
+        http["secret"] = http_secret
+    if plan.public_url is not None:
+        # generated URLs (upload Locations) name the entry point, whoever asked
+        http["host"] = plan.public_url
+        http["draintimeout"] = "60s"
+    http["headers"] = {"X-Content-Type-Options": ["nosniff"]}
+    http["debug"] = {
+        "addr": plan.bind("registry_debug"),
+        "prometheus": {"enabled": True, "path": "/metrics"},
+    }
     config: dict[str, Any] = {
         "version": 0.1,
-        "log": {"level": "info", "fields": {"service": "registry"}},
-        "storage": storage,
-        "http": {
-            "addr": plan.addr("registry"),
-            "secret": http_secret,
-            "headers": {"X-Content-Type-Options": ["nosniff"]},
-            "debug": {
-                "addr": plan.addr("registry_debug"),
-                "prometheus": {"enabled": True, "path": "/metrics"},
-            },
+        "log": {
+            "level": "info",
+            # people read the local stack's log; log collectors read the containers'
+            "formatter": "text" if plan.target == "local" else "json",
+            "fields": {"service": "registry"},
         },
+        "storage": storage,
+        "http": http,
         "auth": {
             "token": {
-                "realm": plan.token_url,
+                "realm": plan.realm,
                 "service": plan.service,
                 "issuer": plan.issuer,
-                "rootcertbundle": str(layout.bundle),
+                "rootcertbundle": plan.files.bundle,
             }
         },
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     }
     if plan.settings.redis:
         config["redis"] = {
-            "addr": plan.addr("redis"),
+            "addr": plan.peer("redis"),
             "db": REDIS_DB_REGISTRY,
             "dialtimeout": REDIS_TIMEOUT,
             "readtimeout": REDIS_TIMEOUT,
@@ -61,4 +76,4 @@ def registry_yaml(config: dict[str, Any]) -> str:
 
 
 def registry_argv(binary: str, plan: StackPlan) -> list[str]:
-    return [binary, "serve", str(plan.layout.registry_config)]
+    return [binary, "serve", plan.files.registry_config]

@@ -1,7 +1,11 @@
-"""The local stack's knobs: one frozen object, from CLI flags over ``KEELHAUL_STACK_*``.
+"""The stack's knobs: one frozen object, from CLI flags over ``KEELHAUL_STACK_*``.
 
-Every knob is recorded in ``stack.json`` under ``settings`` so that a benchmark result can
-always say which stack produced it.
+The same object drives the local stack (``keelhaul stack up``) and the deployment
+artifacts (``keelhaul stack render``); every knob is recorded in ``stack.json`` under
+``settings`` so that a benchmark result can always say which stack produced it. Several
+knobs exist to reproduce the field report's wrong shapes on purpose (too few proxy
+workers, a blocking worker class, no credential cache); ``keelhaul stack doctor`` flags
+each of them.
 """
 
 from __future__ import annotations
@@ -18,15 +22,25 @@ from keelhaul.settings_base import FrozenModel, env_overrides, validation_proble
 
 __all__ = ["COMPONENTS", "ComponentName", "StackSettings", "load_stack_settings"]
 
-ComponentName = Literal["redis", "auth", "registry", "registry_debug"]
-"""Names of the ports a stack listens on (``registry_debug`` is the registry's debug server)."""
+ComponentName = Literal["redis", "auth", "registry", "registry_debug", "nginx", "nginx_status"]
+"""Names of the ports a stack listens on: ``registry_debug`` is the registry's debug server,
+``nginx`` the entry point every client uses, ``nginx_status`` its loopback-only status page."""
 
-COMPONENTS: tuple[str, ...] = ("redis", "auth", "registry", "registry_debug")
+COMPONENTS: tuple[str, ...] = (
+    "redis",
+    "auth",
+    "registry",
+    "registry_debug",
+    "nginx",
+    "nginx_status",
+)
 """Keep in step with ``keelhaul.cli.stack_cmd.COMPONENTS``."""
+
+DEFAULT_PROXY_CONNECTIONS = 4096
 
 
 class StackSettings(FrozenModel):
-    """How ``keelhaul stack up`` builds the stack; the defaults are a sensible dev stack."""
+    """How the stack is built; the defaults are the right shape for production."""
 
     auth_workers: int | None = Field(
         default=None, ge=1, le=256, description="token service workers; default: its own (2 x CPU)"
@@ -37,11 +51,22 @@ class StackSettings(FrozenModel):
     credential_cache: bool = Field(default=True, description="remember verified passwords")
     bcrypt_cost: int = Field(default=10, ge=4, le=16, description="htpasswd bcrypt cost")
     redis: bool = Field(default=True, description="false: no Redis at all, in-memory caches")
+    proxy_workers: int | None = Field(
+        default=None, ge=1, le=1024, description="nginx worker_processes; default: auto (1 per CPU)"
+    )
+    proxy_connections: int = Field(
+        default=DEFAULT_PROXY_CONNECTIONS,
+        ge=16,
+        le=1_000_000,
+        description="nginx worker_connections (each proxied request holds two)",
+    )
+    tls: bool = Field(default=False, description="serve the entry point over https (own CA)")
     ports: dict[ComponentName, int] = Field(
         default_factory=dict, description="force a port per component; default: free ports"
     )
     registry_binary: str = Field(default="docker-registry", min_length=1)
     redis_binary: str = Field(default="redis-server", min_length=1)
+    nginx_binary: str = Field(default="nginx", min_length=1)
     start_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds per component")
     stop_timeout: float = Field(default=10.0, gt=0, le=600, description="seconds before SIGKILL")
 

@@ -1,6 +1,6 @@
 """``Stack(dir, settings)``: start, inspect and stop the local reference stack.
 
-``up`` starts Redis -> token service -> registry, each in its own session on free
+``up`` starts Redis -> token service -> registry -> nginx, each in its own session on free
 loopback ports, waits for each to be healthy and records everything in ``stack.json``.
 Whatever goes wrong during ``up``, every process it started is stopped again before the
 error propagates. ``down`` stops exactly the recorded processes and keeps ``data/``.
@@ -27,7 +27,7 @@ from keelhaul.errors import ComponentError, MissingBinaryError, StackError
 from keelhaul.netutil import free_port
 from keelhaul.stack import procs
 from keelhaul.stack.components import PACKAGES, ComponentSpec, component_specs
-from keelhaul.stack.files import prepare_files, rotate_log
+from keelhaul.stack.files import Prepared, prepare_files, rotate_log
 from keelhaul.stack.health import PROBES
 from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.plan import StackPlan, choose_ports
@@ -43,7 +43,8 @@ SCRUBBED_ENV_PREFIXES = ("KEELHAUL_", "REGISTRY_")
 LOCK_WAIT = 5.0
 START_ATTEMPTS = 2
 PORT_CLASH_MARKERS = ("address already in use", "connection in use")
-"""How the registry and Redis (the former) and gunicorn (the latter) report a taken port."""
+"""How the registry, Redis and nginx (the former) and gunicorn (the latter) report a taken
+port."""
 
 
 def resolve_binary(binary: str, package: str, search_path: str | None) -> str:
@@ -143,7 +144,7 @@ class Stack:
             alive = pid is not None and procs.matches(_identity(state, name, pid))
             if alive:
                 probe = PROBES.get(name)
-                health = probe(state.urls) if probe is not None else Health(True, "no probe")
+                health = probe(state) if probe is not None else Health(True, "no probe")
             else:
                 health = Health(False, "stopped" if pid is None else "not running")
             components.append(
@@ -172,21 +173,19 @@ class Stack:
 
     def _start_all(self, binaries: Mapping[str, str], say: Callable[[str], None]) -> StackState:
         """Start every component in order; on any failure stop those started, then raise."""
-        plan = StackPlan(
-            layout=self.layout,
-            settings=self.settings,
-            ports=choose_ports(self.settings, self._pick_port),
+        plan = StackPlan.local(
+            self.layout, self.settings, choose_ports(self.settings, self._pick_port)
         )
-        prepared = prepare_files(plan)
-        specs = component_specs(plan, binaries, python=self._python)
-        state = self._initial_state(plan, specs, prepared.passwords)
+        prepared = prepare_files(plan, self.layout)
+        specs = component_specs(plan, self.layout, binaries, python=self._python)
+        state = self._initial_state(plan, specs, prepared)
         write_state(self.layout.state_file, state)
         started: list[Identity] = []
         try:
             for spec in specs:
                 t0 = time.monotonic()
                 pid = self._start(spec)
-                ident = procs.identity(pid, spec.match)
+                ident = procs.identity(pid, spec.match, spec.group_match)
                 # our own child cannot be reused before we reap it: starttime is enough
                 started.append(Identity(pid, ident.starttime, ()))
                 state = _with_pid(state, spec.name, ident)
@@ -194,7 +193,7 @@ class Stack:
                 procs.wait_healthy(
                     spec.name,
                     pid,
-                    functools.partial(PROBES[spec.name], state.urls),
+                    functools.partial(PROBES[spec.name], state),
                     timeout=self.settings.start_timeout,
                     log=spec.log,
                 )
@@ -211,8 +210,8 @@ class Stack:
 
     def _lost_port_race(self, exc: ComponentError) -> bool:
         """A component died because a port picked as free was taken before it could bind."""
-        own_ports = {exc.component, f"{exc.component}_debug"}
-        if own_ports & set(self.settings.ports):
+        forced = set(self.settings.ports)
+        if any(p == exc.component or p.startswith(f"{exc.component}_") for p in forced):
             return False  # a forced port: the user must choose another one
         tail = exc.log_tail.lower()
         return any(marker in tail for marker in PORT_CLASH_MARKERS)
@@ -245,7 +244,10 @@ class Stack:
     def _binaries(self) -> dict[str, str]:
         search_path = self._environ.get("PATH", os.defpath)
         found: dict[str, str] = {}
-        wanted = [("docker-registry", self.settings.registry_binary)]
+        wanted = [
+            ("docker-registry", self.settings.registry_binary),
+            ("nginx", self.settings.nginx_binary),
+        ]
         if self.settings.redis:
             wanted.insert(0, ("redis-server", self.settings.redis_binary))
         for role, binary in wanted:
@@ -322,7 +324,7 @@ class Stack:
             raise StackError(f"{spec.name}: cannot run {spec.argv[0]}: {exc.strerror}") from None
 
     def _initial_state(
-        self, plan: StackPlan, specs: list[ComponentSpec], passwords: dict[str, str]
+        self, plan: StackPlan, specs: list[ComponentSpec], prepared: Prepared
     ) -> StackState:
         return StackState(
             status="starting",
@@ -333,7 +335,11 @@ class Stack:
             service=plan.service,
             issuer=plan.issuer,
             redis_url=plan.redis_url(),
-            users={name: SecretStr(pw) for name, pw in passwords.items()},
+            entry=plan.entry_url,
+            realm=plan.realm,
+            ca_cert=str(prepared.ca_cert) if prepared.ca_cert is not None else None,
+            access_log=plan.files.access_log,
+            users={name: SecretStr(pw) for name, pw in prepared.passwords.items()},
             logs={spec.name: str(spec.log) for spec in specs},
             ports=dict(plan.ports),
             urls=plan.urls(),
@@ -342,7 +348,7 @@ class Stack:
         )
 
     def _stop_recorded(self, state: StackState) -> DownReport:
-        order = list(state.pids.items())[::-1]  # registry first, Redis last
+        order = list(state.pids.items())[::-1]  # nginx first, Redis last
         idents = {name: _identity(state, name, pid) for name, pid in order}
         stopped = set(procs.stop_all(list(idents.values()), self.settings.stop_timeout))
         for ident in idents.values():
@@ -357,7 +363,12 @@ class Stack:
 
 def _identity(state: StackState, name: str, pid: int) -> Identity:
     record = state.identities.get(name, ComponentIdentity())
-    return Identity(pid=pid, starttime=record.starttime, match=tuple(record.match))
+    return Identity(
+        pid=pid,
+        starttime=record.starttime,
+        match=tuple(record.match),
+        group_match=tuple(record.group_match),
+    )
 
 
 def _with_pid(state: StackState, name: str, ident: Identity) -> StackState:
@@ -366,7 +377,11 @@ def _with_pid(state: StackState, name: str, ident: Identity) -> StackState:
             "pids": {**state.pids, name: ident.pid},
             "identities": {
                 **state.identities,
-                name: ComponentIdentity(starttime=ident.starttime, match=list(ident.match)),
+                name: ComponentIdentity(
+                    starttime=ident.starttime,
+                    match=list(ident.match),
+                    group_match=list(ident.group_match),
+                ),
             },
         }
     )

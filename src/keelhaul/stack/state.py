@@ -41,6 +41,7 @@ class ComponentIdentity(BaseModel):
 
     starttime: int | None = None
     match: list[str] = Field(default_factory=list)
+    group_match: list[str] = Field(default_factory=list)
 
 
 class StackState(BaseModel):
@@ -52,10 +53,20 @@ class StackState(BaseModel):
     started_at: str
     stopped_at: str | None = None
     registry: str
+    """The registry itself (behind the proxy)."""
     token_url: str
+    """The token service itself (behind the proxy)."""
     service: str
     issuer: str
     redis_url: str | None
+    entry: str | None = None
+    """The proxy: the one address clients use (``docker login``, skopeo, the load kit)."""
+    realm: str | None = None
+    """The token realm the registry announces: ``<entry>/token``."""
+    ca_cert: str | None = None
+    """With ``--tls``: the CA clients must trust (``skopeo --cert-dir``)."""
+    access_log: str | None = None
+    """nginx's JSON access log (one line per request, upstream timings): for the diagnosis."""
     users: dict[str, SecretStr] = Field(default_factory=dict)
     pids: dict[str, int] = Field(default_factory=dict)
     identities: dict[str, ComponentIdentity] = Field(default_factory=dict)

@@ -1,0 +1,185 @@
+"""``compose.yaml``: nginx, registry, token service, Redis; one service per container. Pure.
+
+Files sit next to it as the writer lays them out (:data:`COMPOSE_FILES`); every
+container runs as non-root with a read-only root file system. Only nginx publishes a
+port; the others share an internal network (the registry also joins the outer one when
+its storage is an object store).
+
+One limit of plain compose: nginx resolves ``registry`` and ``auth`` when it starts, so
+after re-creating either container, restart nginx too (``docker compose restart nginx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from keelhaul.stack.plan import StackPlan
+from keelhaul.stack.render.material import (
+    AUTH_CONFIG_ENV,
+    METRICS_DIR,
+    NGINX_UID,
+    REDIS_UID,
+    REGISTRY_UID,
+)
+from keelhaul.stack.render.settings import DeploySettings
+
+__all__ = ["COMPOSE_FILES", "compose_yaml", "redis_command", "render_compose"]
+
+COMPOSE_FILES = {
+    "registry.yml": "config/registry.yml",
+    "auth.yml": "config/auth.yml",
+    "nginx.conf": "config/nginx.conf",
+    "bundle.pem": "config/bundle.pem",
+    "htpasswd": "secrets/htpasswd",
+    "auth.env": "secrets/auth.env",
+    "registry.env": "secrets/registry.env",
+    "token.key": "secrets/token.key",
+    "token.crt": "secrets/token.crt",
+    "tls.crt": "secrets/tls.crt",
+    "tls.key": "secrets/tls.key",
+}
+"""Artifact -> its path relative to ``compose.yaml``."""
+
+
+def redis_command(plan: StackPlan) -> list[str]:
+    """Like the local stack's Redis, but reached over the container network: protected
+    mode is off (it refuses non-loopback clients without a password) and the network is
+    internal to the stack."""
+    return [
+        "redis-server",
+        "--bind", plan.bind("redis").rpartition(":")[0],
+        "--port", str(plan.ports["redis"]),
+        "--protected-mode", "no",
+        "--save", "",
+        "--appendonly", "no",
+        "--maxmemory", "256mb",
+        "--maxmemory-policy", "allkeys-lru",
+    ]  # fmt: skip
+
+
+def _mount(artifact: str, target: str) -> str:
+    return f"./{COMPOSE_FILES[artifact]}:{target}:ro"
+
+
+def _wget(url: str) -> list[str]:
+    return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+
+
+def _health(test: list[str]) -> dict[str, Any]:
+    return {"test": test, "interval": "10s", "timeout": "3s", "retries": 5, "start_period": "10s"}
+
+
+def _auth_healthcheck(plan: StackPlan) -> list[str]:
+    url = f"http://127.0.0.1:{plan.ports['auth']}/healthz"
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)"
+    return ["CMD", "python", "-c", probe]
+
+
+def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
+    files = plan.files
+    images = deploy.images
+    cpus = str(deploy.cpus)
+
+    def depends_redis() -> dict[str, Any]:  # a fresh dict each: no YAML anchors
+        return {"redis": {"condition": "service_healthy"}} if plan.settings.redis else {}
+
+    services: dict[str, Any] = {}
+    if plan.settings.redis:
+        services["redis"] = {
+            "image": images.redis,
+            "command": redis_command(plan),
+            "user": f"{REDIS_UID}:{REDIS_UID}",
+            "read_only": True,
+            "networks": ["backend"],
+            "healthcheck": _health(["CMD", "redis-cli", "ping"]),
+            "cpus": "1",
+            "mem_limit": "512m",
+            "restart": "unless-stopped",
+        }
+    services["auth"] = {
+        "image": images.auth,
+        "environment": {
+            AUTH_CONFIG_ENV: files.auth_config,
+            "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
+        },
+        "env_file": [COMPOSE_FILES["auth.env"]],
+        "volumes": [
+            _mount("auth.yml", files.auth_config),
+            _mount("htpasswd", files.htpasswd),
+            _mount("token.key", files.signing_key),
+            _mount("token.crt", files.signing_cert),
+        ],
+        "tmpfs": ["/tmp", METRICS_DIR],  # noqa: S108 - gunicorn's heartbeat files
+        "read_only": True,
+        "networks": ["backend"],
+        "depends_on": depends_redis(),
+        "healthcheck": _health(_auth_healthcheck(plan)),
+        "cpus": cpus,
+        "mem_limit": "1g",
+        "restart": "unless-stopped",
+    }
+    registry_volumes = [
+        _mount("registry.yml", files.registry_config),
+        _mount("bundle.pem", files.bundle),
+    ]
+    if plan.storage.driver == "filesystem":
+        registry_volumes.append(f"registry-data:{files.registry_data}")
+    registry_networks = ["backend"] if plan.storage.driver == "filesystem" else ["backend", "edge"]
+    services["registry"] = {
+        "image": images.registry,
+        "user": f"{REGISTRY_UID}:{REGISTRY_UID}",
+        "env_file": [COMPOSE_FILES["registry.env"]],
+        "volumes": registry_volumes,
+        "read_only": True,
+        "networks": registry_networks,
+        "depends_on": depends_redis(),
+        "healthcheck": _health(
+            _wget(f"http://127.0.0.1:{plan.ports['registry_debug']}/debug/health")
+        ),
+        "cpus": cpus,
+        "mem_limit": "1g",
+        "restart": "unless-stopped",
+    }
+    nginx_volumes = [_mount("nginx.conf", files.nginx_config)]
+    if plan.settings.tls:
+        nginx_volumes += [_mount("tls.crt", files.tls_cert), _mount("tls.key", files.tls_key)]
+    services["nginx"] = {
+        "image": images.nginx,
+        "command": ["nginx", "-c", files.nginx_config, "-g", "daemon off;"],
+        "user": f"{NGINX_UID}:{NGINX_UID}",
+        "volumes": nginx_volumes,
+        "tmpfs": [files.nginx_temp],
+        "read_only": True,
+        "ports": [f"{deploy.public_port}:{plan.ports['nginx']}"],
+        "networks": ["backend", "edge"],
+        "depends_on": {
+            "registry": {"condition": "service_healthy"},
+            "auth": {"condition": "service_healthy"},
+        },
+        # the loopback status page: plain http even when the entry is https
+        "healthcheck": _health(
+            _wget(f"http://127.0.0.1:{plan.ports['nginx_status']}/nginx_status")
+        ),
+        "cpus": cpus,
+        "mem_limit": "256m",
+        "restart": "unless-stopped",
+    }
+    for service in services.values():
+        if not service.get("depends_on", True):
+            del service["depends_on"]
+    document: dict[str, Any] = {"name": "keelhaul", "services": services}
+    if plan.storage.driver == "filesystem":
+        document["volumes"] = {"registry-data": {}}
+    document["networks"] = {"backend": {"internal": True}, "edge": {}}
+    return document
+
+
+def compose_yaml(document: dict[str, Any]) -> str:
+    header = (
+        "# keelhaul reference stack for docker compose; rendered by `keelhaul stack render`.\n"
+        "# Build the token service image first: docker build -f deploy/auth.Dockerfile -t "
+        f"{document['services']['auth']['image']} .\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
