@@ -91,3 +91,41 @@ def test_redis_killed_logins_continue_then_cache_resumes(two_apps, redis_server)
     before = cache_counts(b).get("redis", 0.0)
     assert login(b, "admin", "admin-pw") == 200
     assert cache_counts(b).get("redis", 0.0) == before + 1  # the shared cache answered again
+
+
+def test_redis_password_setting_authenticates(auth_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from keelhaul.netutil import free_port, wait_for_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--requirepass",
+            "r3dis-pw",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for_port("127.0.0.1", port, 10)
+        url = f"redis://127.0.0.1:{port}/1"
+        ok = create_app(auth_env.settings(cache={"redis_url": url, "redis_password": "r3dis-pw"}))
+        bad = create_app(auth_env.settings(cache={"redis_url": url}))
+        try:
+            assert login(ok) == 200 and cache_counts(ok) == {"miss": 1.0}
+            assert ok.test_client().get("/healthz").get_json()["status"] == "ok"
+            assert login(bad) == 200  # no password: Redis refuses, logins still work
+            assert bad.test_client().get("/healthz").get_json()["status"] == "degraded"
+        finally:
+            shutdown(ok)
+            shutdown(bad)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

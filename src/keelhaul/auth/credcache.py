@@ -94,10 +94,18 @@ class RedisCache:
 
     @classmethod
     def from_url(
-        cls, url: str, *, pool_size: int, timeout: float, retry_interval: float
+        cls,
+        url: str,
+        *,
+        pool_size: int,
+        timeout: float,
+        retry_interval: float,
+        password: str | None = None,
     ) -> RedisCache:
+        extra = {"password": password} if password is not None else {}
         pool = redis.BlockingConnectionPool.from_url(
             url,
+            **extra,
             max_connections=pool_size,
             timeout=timeout,
             socket_timeout=timeout,

@@ -67,6 +67,15 @@ def yield_per_request(app: Any) -> Any:
     return wrapped
 
 
+def _clear_multiprocess_dir() -> None:
+    """Metric files of a previous run (a restarted container keeps them) would be summed in."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -116,4 +125,5 @@ def serve(settings: AuthSettings, path: Path | None, overrides: Mapping[str, Any
     from keelhaul.auth.wiring import build
 
     build(settings)  # fail fast, in the master, with the config error's message
+    _clear_multiprocess_dir()
     _Application(path, overrides).run()

@@ -132,6 +132,9 @@ class CacheSettings(FrozenModel):
     )
     max_entries: int = Field(default=10000, ge=1)
     redis_url: SecretStr | None = None
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis AUTH password, kept out of redis_url (e.g. from a Secret)"
+    )
     redis_pool_size: int = Field(default=50, ge=1)
     redis_timeout: float = Field(default=0.25, gt=0, le=30)
     retry_interval: float = Field(

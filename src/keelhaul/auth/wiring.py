@@ -63,6 +63,7 @@ def build(settings: AuthSettings) -> Parts:
             pool_size=c.redis_pool_size,
             timeout=c.redis_timeout,
             retry_interval=c.retry_interval,
+            password=c.redis_password.get_secret_value() if c.redis_password else None,
         )
     cache = None
     if c.enabled:
