@@ -102,10 +102,9 @@ class RedisCache:
         retry_interval: float,
         password: str | None = None,
     ) -> RedisCache:
-        extra = {"password": password} if password is not None else {}
         pool = redis.BlockingConnectionPool.from_url(
             url,
-            **extra,
+            password=password,
             max_connections=pool_size,
             timeout=timeout,
             socket_timeout=timeout,
