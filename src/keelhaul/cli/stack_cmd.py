@@ -214,6 +214,19 @@ def down(directory: Path) -> None:
     click.echo(f"data kept in {target.layout.data_dir}")
 
 
+@stack.command()
+@_dir_option
+@click.argument("component")
+def restart(directory: Path, component: str) -> None:
+    """(Re)start one COMPONENT (redis, auth, registry, nginx) of a running stack.
+
+    Same ports, configs, keys and data as before: for bringing back a crashed component.
+    """
+    from keelhaul.stack import Stack, load_stack_settings
+
+    Stack(directory, load_stack_settings()).restart(component, progress=click.echo)
+
+
 _config_path = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 

@@ -216,6 +216,49 @@ class Stack:
         tail = exc.log_tail.lower()
         return any(marker in tail for marker in PORT_CLASH_MARKERS)
 
+    # ------------------------------------------------------------------ restart
+
+    def restart(self, name: str, progress: Callable[[str], None] | None = None) -> StackState:
+        """(Re)start one component of a running stack with its recorded ports and configs.
+
+        For operators after a crash, and for fault tests (kill Redis or the registry, bring
+        it back): nothing is regenerated, so secrets, keys and data stay as they are.
+        """
+        say = progress or (lambda _msg: None)
+        with self._locked():
+            state = self.read()
+            if state is None or state.status != "running":
+                raise StackError(
+                    f"no running stack in {self.layout.root}; start one with keelhaul stack up"
+                )
+            settings = StackSettings.model_validate(state.settings)
+            plan = StackPlan.local(self.layout, settings, state.ports)
+            specs = {
+                s.name: s
+                for s in component_specs(plan, self.layout, self._binaries(), python=self._python)
+            }
+            if name not in specs:
+                raise StackError(f"unknown component {name!r}; this stack has {', '.join(specs)}")
+            spec = specs[name]
+            old = state.pids.get(name)
+            if old is not None:
+                ident = _identity(state, name, old)
+                if procs.matches(ident):
+                    procs.stop_all([ident], settings.stop_timeout)
+                procs.sweep_group(ident)
+            pid = self._start(spec)
+            state = _with_pid(state, name, procs.identity(pid, spec.match, spec.group_match))
+            write_state(self.layout.state_file, state)
+            procs.wait_healthy(
+                name,
+                pid,
+                functools.partial(PROBES[name], state),
+                timeout=settings.start_timeout,
+                log=spec.log,
+            )
+            say(f"{name} healthy on {spec.url} (pid {pid})")
+            return state
+
     # ------------------------------------------------------------------ down
 
     def down(self) -> DownReport:
