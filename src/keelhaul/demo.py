@@ -1,13 +1,17 @@
-"""``make demo``: the whole product in one minute, on this machine, with real clients.
+"""``make demo``: the whole product in about a minute, on this machine, with real clients.
 
 Starts a private stack in a temporary directory, builds a small image, pushes it with
-skopeo as ``admin``, pulls it back as ``reader``, shows that ``reader`` may not push,
-measures token throughput for a few seconds, and always stops the stack again.
-Passwords never appear on a command line or in the output (skopeo reads an auth file).
+skopeo as ``admin``, pulls it back as ``reader``, shows that ``reader`` may not push, then
+loads the stack for 60 seconds with ``keelhaul load`` and the default mix
+(``pull=8,push=1,login=1,browse=1``), prints its summary table and where the HTML report
+is (``.keelhaul/demo/load-report.html``), and always stops the stack again. Passwords never
+appear on a command line or in the output (skopeo reads an auth file; ``keelhaul load``
+reads the stack's ``stack.json``).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -17,80 +21,20 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from keelhaul.client import write_image
-from keelhaul.errors import KeelhaulError, RegistryClientError
+from keelhaul.errors import KeelhaulError, LoadError, RegistryClientError
 from keelhaul.stack import Stack, StackState, load_stack_settings
 from keelhaul.stack.stack import resolve_binary
 
-__all__ = ["Throughput", "main", "measure_tokens", "percentile"]
+__all__ = ["REPORT_DIR", "main"]
 
 REPO = "demo/app"
-
-
-@dataclass(frozen=True)
-class Throughput:
-    requests: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds if self.seconds > 0 else 0.0
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (0.0 for none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, round(q / 100 * len(sorted_values) + 0.5))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def measure_tokens(
-    state: StackState, *, user: str, seconds: float = 3.0, threads: int = 8
-) -> Throughput:
-    """``threads`` clients asking for pull tokens as fast as they can for ``seconds``."""
-    params = {"service": state.service, "scope": f"repository:{REPO}:pull"}
-    auth = (user, state.password(user))
-    start = time.monotonic()
-    deadline = start + seconds
-
-    def client_loop() -> tuple[list[float], int]:
-        latencies: list[float] = []
-        errors = 0
-        with httpx.Client(timeout=5.0, trust_env=False, auth=auth) as client:
-            while time.monotonic() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    ok = client.get(state.token_url, params=params).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
-        return latencies, errors
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = [f.result() for f in [pool.submit(client_loop) for _ in range(threads)]]
-    elapsed = time.monotonic() - start
-    latencies = sorted(lat for lats, _ in results for lat in lats)
-    return Throughput(
-        requests=len(latencies),
-        errors=sum(errors for _, errors in results),
-        seconds=elapsed,
-        p50_ms=percentile(latencies, 50) * 1000,
-        p99_ms=percentile(latencies, 99) * 1000,
-    )
+LOAD_SECONDS = 60.0
+REPORT_DIR = Path(".keelhaul/demo")
+"""Where the load test's reports stay after the demo (the stack's directory does not)."""
 
 
 class _Skopeo:
@@ -131,7 +75,24 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _run(workdir: Path, say: Callable[[str], None]) -> None:
+def _load_test(stack_dir: Path, seconds: float, say: Callable[[str], None]) -> None:
+    """``keelhaul load`` on the running stack, as its own process (Locust monkey-patches
+    the process it runs in), its summary straight to this terminal."""
+    html = (REPORT_DIR / "load-report.html").absolute()  # keelhaul load prints where
+    report = (REPORT_DIR / "load-report.json").absolute()
+    say(f"load test: {seconds:g} s, default mix, 10 users (keelhaul load) ...")
+    argv = [
+        sys.executable, "-m", "keelhaul", "load", "--stack-dir", str(stack_dir),
+        "--run-time", f"{seconds:g}s", "--html", str(html), "--json", str(report),
+        "--check", "fail_ratio<0.01",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEELHAUL_LOAD_")}
+    done = subprocess.run(argv, env=env, timeout=seconds + 600, check=False)
+    if done.returncode != 0:
+        raise LoadError(f"the load test failed (keelhaul load exited {done.returncode})")
+
+
+def _run(workdir: Path, say: Callable[[str], None], seconds: float) -> None:
     skopeo_bin = resolve_binary("skopeo", "skopeo", os.environ.get("PATH"))
     stack = Stack(workdir / "stack", load_stack_settings())
     try:
@@ -168,12 +129,7 @@ def _run(workdir: Path, say: Callable[[str], None]) -> None:
             raise RegistryClientError("reader could push to demo/app; the ACL is not enforced")
         say("reader's push to demo/app was refused, as the ACL says")
 
-        say("measuring token throughput: 8 threads for 3 s as reader ...")
-        result = measure_tokens(state, user="reader")
-        say(
-            f"  {result.per_second:,.0f} tokens/s ({result.requests} in {result.seconds:.1f} s, "
-            f"{result.errors} errors); p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
-        )
+        _load_test(stack.layout.root, seconds, say)
     finally:
         report = stack.down()
         if report.found:
@@ -185,8 +141,11 @@ def _failed(message: str, workdir: Path) -> None:
     print(f"logs kept in {workdir / 'stack' / 'logs'}", file=sys.stderr)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 on success, a keelhaul exit code (with a message) on failure."""
+    parser = argparse.ArgumentParser(prog="python -m keelhaul.demo", description=__doc__)
+    parser.add_argument("--load-seconds", type=float, default=LOAD_SECONDS)
+    args = parser.parse_args(argv)
     started = time.monotonic()
     lock = threading.Lock()
 
@@ -196,7 +155,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="keelhaul-demo-"))
     try:
-        _run(workdir, say)
+        _run(workdir, say, args.load_seconds)
     except KeyboardInterrupt:
         shutil.rmtree(workdir, ignore_errors=True)
         say("interrupted; the stack was stopped")

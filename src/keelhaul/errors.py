@@ -30,10 +30,12 @@
     │   ├── UnsupportedMediaType       a manifest type keelhaul does not speak (e.g. schema 1) (18)
     │   ├── CredentialsError           a credentials file unreadable, or names a helper        (19)
     │   └── LayoutError                an OCI image layout missing, malformed or without a tag (20)
-    └── LoadError                      the load kit (keelhaul.load)                      (exit 5)
-        ├── CheckSpecError             a ``--check`` that does not parse; also a ValueError     (2)
-        ├── StatsFormatError           load statistics from a worker or file that do not parse (5)
-        └── ChecksFailed               the run finished, but ``--check`` thresholds failed      (6)
+    ├── LoadError                      the load kit (keelhaul.load)                      (exit 5)
+    │   ├── CheckSpecError             a ``--check`` that does not parse; also a ValueError     (2)
+    │   ├── StatsFormatError           load statistics from a worker or file that do not parse (5)
+    │   └── ChecksFailed               the run finished, but ``--check`` thresholds failed      (6)
+    └── DiagnoseError                  the diagnosis (keelhaul.diagnose)                 (exit 7)
+        └── ProfileError               py-spy or dot missing or failing; says which
 
 HTTP status and exit codes are assigned here and mapped in exactly one place each:
 ``keelhaul.auth.app`` (HTTP) and ``keelhaul.cli.main`` (exit codes).
@@ -51,6 +53,7 @@ __all__ = [
     "ConfigError",
     "ConnectionDropped",
     "CredentialsError",
+    "DiagnoseError",
     "DigestMismatch",
     "Forbidden",
     "InvalidReference",
@@ -60,6 +63,7 @@ __all__ = [
     "ManifestNotFound",
     "MissingBinaryError",
     "PayloadTooLarge",
+    "ProfileError",
     "RegistryClientError",
     "RegistryDenied",
     "RegistryNotFound",
@@ -268,3 +272,14 @@ class ChecksFailed(LoadError):
         lines = "\n".join(f"  - {f}" for f in self.failures)
         noun = "check" if len(self.failures) == 1 else "checks"
         super().__init__(f"{len(self.failures)} {noun} failed:\n{lines}")
+
+
+# --- the diagnosis (keelhaul.diagnose) ---------------------------------------------------------
+
+
+class DiagnoseError(KeelhaulError):
+    exit_code = 7
+
+
+class ProfileError(DiagnoseError):
+    """py-spy or Graphviz's dot is missing or failed; the message says which and why."""

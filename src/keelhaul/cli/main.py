@@ -21,11 +21,12 @@ def cli() -> None:
 def _register() -> None:
     # Imported lazily so that `keelhaul --help` stays fast and each part's
     # dependencies (Flask, Locust) are only needed by its own commands.
-    from keelhaul.cli import auth_cmd, image_cmd, stack_cmd
+    from keelhaul.cli import auth_cmd, image_cmd, load_cmd, stack_cmd
 
     cli.add_command(auth_cmd.auth)
     cli.add_command(stack_cmd.stack)
     cli.add_command(image_cmd.image)
+    cli.add_command(load_cmd.load)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from keelhaul.errors import ConnectionDropped, RegistryUnreachable, TLSFailure
 
 __all__ = ["LocustTransport"]
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 64 * 1024  # small blobs need no 1 MiB buffer; large ones stream anyway
 ALL_STATUSES = frozenset(range(100, 600))
 
 

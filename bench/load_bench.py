@@ -1,0 +1,249 @@
+"""make bench-load: what one ``keelhaul load`` process sustains, against bare Locust.
+
+One small image (manifest, config and one 4 KiB layer), on two targets:
+
+  static     a registry of static files behind one nginx worker
+             (``bench/static_registry.py``): it answers in microseconds, so the load
+             generator is the bottleneck. This is the row the target is about.
+  stack      a fresh reference stack (its nginx entry point, the registry, token auth):
+             the realistic target, where the servers on the same 2 cores are the limit.
+
+And two load generators:
+
+  keelhaul   ``keelhaul load --mix pull-reuse``: ONE process, the full registry protocol
+             (RegistryClient over LocustTransport: auth state, manifest digest check and
+             parse, blobs streamed and counted to the last byte, our HdrHistogram
+             statistics next to Locust's). ``pull-reuse`` keeps each user's client, so the
+             token is reused across iterations (only the first iteration pings and logs
+             in); the pull scenario proper logs in at every flow, which is the realistic
+             load but not the generator's ceiling.
+  bare       a bare Locust FastHttpUser (``bench/load_bare.py``), ONE process, the same GETs
+             per iteration (manifest by tag, config blob, layer blob) with a fixed bearer
+             token header.
+
+Same users, same duration, alternating, median of ``--runs``. Reported: requests/s of each,
+the ratio (target >= 0.7 on the static target), and CPU-seconds per 1000 requests of each
+load-generator process (psutil, user + system, from the moment its users start until its
+summary is out). The machine's cores are shared with the servers, so only ratios measured
+in one run mean anything. Writes bench/results/load.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from keelhaul.client.auth import Credentials, repository_scope
+from keelhaul.client.httpx_transport import HttpxTransport
+from keelhaul.client.images import BuiltImage
+from keelhaul.client.registry import RegistryClient
+from keelhaul.load.seed import build_seed_images, seed
+from keelhaul.stack.stack import Stack
+from static_registry import StaticRegistry
+
+RESULTS = Path(__file__).parent / "results" / "load.json"
+BARE = Path(__file__).with_name("load_bare.py")
+REPO = "keelhaul/load"
+IMAGE = ("--images", "1", "--layers", "1", "--layer-size", "4k")
+
+
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _measure(argv: list[str], marker: str, env: dict[str, str], workdir: Path) -> tuple[float, str]:
+    """Run ``argv``; CPU seconds from ``marker`` on its stderr to its first stdout line."""
+    err_path = workdir / "stderr.txt"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while marker not in err_path.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[1:4]} failed:\n{err_path.read_text()[-2000:]}")
+            time.sleep(0.005)
+        cpu0 = _cpu(proc.pid)
+        first = proc.stdout.readline()
+        cpu1 = _cpu(proc.pid)
+        rest = proc.stdout.read()
+        if proc.wait(timeout=60) != 0:
+            raise RuntimeError(f"{argv[1:4]} exited {proc.returncode}:\n{err_path.read_text()}")
+    return cpu1 - cpu0, first + rest
+
+
+def run_keelhaul(
+    where: list[str], users: int, seconds: float, workdir: Path, env_extra: dict[str, str]
+) -> dict[str, Any]:
+    out = workdir / "keelhaul.json"
+    argv = [
+        sys.executable, "-m", "keelhaul", "load", *where, *IMAGE,
+        "--mix", "pull-reuse", "--users", str(users), "--run-time", f"{seconds}s",
+        "--json", str(out),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEELHAUL_")}
+    env.update(env_extra)
+    cpu, _ = _measure(argv, "keelhaul load: running:", env, workdir)
+    doc = json.loads(out.read_text())
+    agg = doc["aggregated"]
+    return {
+        "requests": agg["count"],
+        "failures": agg["failures"],
+        "seconds": doc["run"]["duration_s"],
+        "rps": agg["count"] / doc["run"]["duration_s"],
+        "cpu_s": cpu,
+        "cpu_s_per_1000": cpu / agg["count"] * 1000,
+        "p50_ms": agg["p50_ms"],
+        "p99_ms": agg["p99_ms"],
+    }
+
+
+def run_bare(
+    base: str, token: str, blobs: list[str], tag: str, users: int, seconds: float, workdir: Path
+) -> dict[str, Any]:
+    argv = [
+        sys.executable, str(BARE), base, REPO, tag, ",".join(blobs), str(users), str(seconds)
+    ]  # fmt: skip
+    env = {**os.environ, "BENCH_TOKEN": token}
+    cpu, out = _measure(argv, "running", env, workdir)
+    doc = json.loads(out.strip().splitlines()[-1])
+    return {
+        **doc,
+        "rps": doc["requests"] / doc["seconds"],
+        "cpu_s": cpu,
+        "cpu_s_per_1000": cpu / doc["requests"] * 1000,
+    }
+
+
+def compare(
+    name: str,
+    where: list[str],
+    env_extra: dict[str, str],
+    base: str,
+    token: str,
+    image: BuiltImage,
+    tag: str,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    blobs = [b.digest for b in image.images[0].blobs()]
+    results: dict[str, list[dict[str, Any]]] = {"keelhaul": [], "bare": []}
+    for run in range(args.runs):
+        k = run_keelhaul(where, args.users, args.seconds, workdir, env_extra)
+        b = run_bare(base, token, blobs, tag, args.users, args.seconds, workdir)
+        results["keelhaul"].append(k)
+        results["bare"].append(b)
+        print(
+            f"{name} run {run + 1}: keelhaul {k['rps']:.0f} req/s "
+            f"({k['cpu_s_per_1000']:.3f} CPU-s/1000), bare {b['rps']:.0f} req/s "
+            f"({b['cpu_s_per_1000']:.3f} CPU-s/1000)",
+            flush=True,
+        )
+
+    def median(tool: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in results[tool]))
+
+    return {
+        "results": results,
+        "median": {
+            tool: {
+                "rps": median(tool, "rps"),
+                "cpu_s_per_1000": median(tool, "cpu_s_per_1000"),
+                "failures": sum(r["failures"] for r in results[tool]),
+            }
+            for tool in results
+        },
+        "ratio": median("keelhaul", "rps") / median("bare", "rps"),
+    }
+
+
+def on_static(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    tag, image = build_seed_images(1, layers=1, layer_size=4096, seed=0)[0]
+    registry = StaticRegistry(workdir / "static", REPO, tag, image)
+    registry.start()
+    try:
+        where = ["--target", registry.url]
+        env = {"KEELHAUL_REGISTRY_USERNAME": "bench", "KEELHAUL_REGISTRY_PASSWORD": "bench"}
+        return compare("static", where, env, registry.url, "static-token", image, tag, args,
+                       workdir)  # fmt: skip
+    finally:
+        registry.stop()
+
+
+def on_stack(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    stack = Stack(workdir / "stack")
+    try:
+        state = stack.up()
+        entry = state.entry or state.registry
+        host = entry.split("://", 1)[1]
+        admin = Credentials("admin", state.password("admin"), source="bench")
+        reader = Credentials("reader", state.password("reader"), source="bench")
+        built = build_seed_images(1, layers=1, layer_size=4096, seed=0)
+        with RegistryClient(HttpxTransport(), host, credentials=admin, plain_http=True) as c:
+            seeded = seed(c, REPO, built).images[0]
+        with RegistryClient(HttpxTransport(), host, credentials=reader, plain_http=True) as c:
+            token = c.get_token((repository_scope(REPO, "pull"),))
+        assert token is not None
+        where = ["--stack-dir", str(workdir / "stack")]
+        return compare("stack", where, {}, entry, token, built[0][1], seeded.tag, args, workdir)
+    finally:
+        stack.down()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--targets", default="static,stack", help="static, stack or both")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="keelhaul-bench-load-"))
+    targets: dict[str, Any] = {}
+    for name in args.targets.split(","):
+        targets[name] = (on_static if name == "static" else on_stack)(args, workdir)
+    summary = {
+        "benchmark": "load",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "users": args.users,
+        "seconds": args.seconds,
+        "runs": args.runs,
+        "image": "1 image: manifest, config, one 4 KiB layer (3 GETs per pull)",
+        "targets": targets,
+        "target_ratio": 0.7,
+        "met": targets.get("static", {}).get("ratio", 0.0) >= 0.7,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(f"| target | load generator (1 process, {args.users} users) | req/s | CPU-s / 1000 req |")
+    print("| --- | --- | ---: | ---: |")
+    for name, result in targets.items():
+        for tool, label in (("keelhaul", "keelhaul load --mix pull-reuse"),
+                            ("bare", "bare FastHttpUser")):  # fmt: skip
+            m = result["median"][tool]
+            print(f"| {name} | {label} | {m['rps']:.0f} | {m['cpu_s_per_1000']:.3f} |")
+    for name, result in targets.items():
+        verdict = "met" if result["ratio"] >= 0.7 else "NOT met"
+        print(f"{name}: keelhaul / bare = {result['ratio']:.2f} (target >= 0.7: {verdict})")
+    print(f"results: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
