@@ -6,7 +6,7 @@ APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk hey graphviz
 # command that proves each package is installed (same order as APT_PACKAGES)
 APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/hey /usr/bin/dot /usr/bin/chromium
 
-.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token bench-client bench-load clean
+.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token bench-client bench-load bench-diagnose clean
 
 # stack up, skopeo push/pull, a 60 s load test with the default mix (summary + HTML report), stack down
 demo: deps venv
@@ -34,6 +34,9 @@ bench-token: deps venv
 
 bench-client: deps venv
 	$(PY) bench/client_bench.py
+
+bench-diagnose: deps venv
+	$(PY) bench/diagnose_bench.py
 
 bench-load: deps venv
 	$(PY) bench/load_bench.py

@@ -30,6 +30,7 @@ from keelhaul.errors import KeelhaulError
 pytestmark = pytest.mark.e2e
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+FAULT_TESTS = 4
 
 
 def clean_env() -> dict[str, str]:
@@ -106,7 +107,7 @@ class Row:
 def rows() -> Iterator[list[Row]]:
     collected: list[Row] = []
     yield collected
-    if collected:
+    if len(collected) == FAULT_TESTS:  # a partial run (-k) must not shrink the table
         write_doc(collected)
 
 

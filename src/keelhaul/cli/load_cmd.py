@@ -163,7 +163,10 @@ def load(
     # --- keelhaul.diagnose hook (issue #6): start before the run, finish after it ---------
     hook = None
     if diagnose or diagnose_profile:
-        raise click.UsageError("--diagnose and --profile need keelhaul.diagnose (issue #6)")
+        from keelhaul.diagnose.loadhook import DiagnosisHook
+
+        hook = DiagnosisHook.start(settings, profile=diagnose_profile, out_dir=diagnose_dir)
+        settings = hook.settings
     try:
         result = load_runner.run(settings, checks, environ=os.environ, home=home, say=_say)
     except BaseException:

@@ -21,12 +21,14 @@ def cli() -> None:
 def _register() -> None:
     # Imported lazily so that `keelhaul --help` stays fast and each part's
     # dependencies (Flask, Locust) are only needed by its own commands.
-    from keelhaul.cli import auth_cmd, image_cmd, load_cmd, stack_cmd
+    from keelhaul.cli import auth_cmd, diagnose_cmd, image_cmd, load_cmd, stack_cmd
 
     cli.add_command(auth_cmd.auth)
     cli.add_command(stack_cmd.stack)
     cli.add_command(image_cmd.image)
     cli.add_command(load_cmd.load)
+    cli.add_command(diagnose_cmd.diagnose)
+    cli.add_command(diagnose_cmd.profile)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,250 @@
+"""make bench-diagnose: does the diagnosis distort what it measures?
+
+The same ``keelhaul load`` run against the same local stack, with and without
+``--diagnose`` (and with ``--profile``, for information). Each round runs every variant
+back to back, in a rotating order, and the figure is the median over rounds of the
+round's ratio (the load kit's own aggregated requests per second with ``--diagnose`` /
+without): the host drifts between rounds (this one is shared), far less within one. The
+target is >= 0.95. Beside it, the diagnosis' own CPU (its agent, and py-spy with
+``--profile``) as a share of the host's CPUs: what it can take away at most.
+
+A second, finer figure cancels the host's drift better: ONE long ``keelhaul load`` run,
+during which ``keelhaul diagnose`` (the same collectors, in-process) runs in every other
+10-second window (off, on, on, off, ...); the load kit's per-second throughput in the
+"on" windows over the "off" ones.
+
+Compare ratios, not absolute figures, across runs.
+Writes bench/results/diagnose.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "diagnose.json"
+VARIANTS = {
+    "plain": [],
+    "diagnose": ["--diagnose"],
+    "profile": ["--profile"],
+}
+TARGET = 0.95
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("KEELHAUL_")}
+
+
+def keelhaul(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keelhaul", *args],
+        capture_output=True, text=True, env=_env(), timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def one_run(
+    stack: Path, work: Path, variant: str, args: argparse.Namespace, n: int
+) -> dict[str, Any]:
+    report = work / f"load-{variant}-{n}.json"
+    out = work / f"diagnosis-{variant}-{n}"
+    argv = [
+        "load", "--stack-dir", str(stack), "--mix", args.mix, "--users", str(args.users),
+        "--run-time", f"{args.seconds}s", "--images", "2", "--layer-size", args.layer_size,
+        "--json", str(report), *VARIANTS[variant],
+    ]  # fmt: skip
+    if variant != "plain":
+        argv += ["--diagnose-dir", str(out)]
+    done = keelhaul(*argv)
+    if done.returncode != 0:
+        raise SystemExit(f"keelhaul load ({variant}) failed:\n{done.stderr[-2000:]}")
+    doc = json.loads(report.read_text())
+    row: dict[str, Any] = {
+        "variant": variant,
+        "round": n,
+        "rps": doc["aggregated"]["rps"],
+        "requests": doc["aggregated"]["count"],
+        "failures": doc["aggregated"]["failures"],
+        "p99_ms": doc["aggregated"]["p99_ms"],
+    }
+    if variant != "plain":
+        diag = json.loads((out / "diagnosis.json").read_text())
+        tiers = diag["signals"]["tiers"]
+        row["verdict"] = diag["verdict"]["tier"]
+        row["diagnosis_cpu"] = tiers.get("diagnosis", {}).get("cpu")
+    return row
+
+
+def per_second(doc: dict[str, Any]) -> dict[int, int]:
+    """Requests per wall-clock second, every request stage (not the whole-image entries)."""
+    skip = {*doc.get("composite_stages", []), "Aggregated"}
+    out: dict[int, int] = {}
+    for point in doc["timeline"]["points"]:
+        if point["stage"] not in skip:
+            out[point["t"]] = out.get(point["t"], 0) + point["count"]
+    return out
+
+
+def windowed(stack: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One load run; the diagnosis on in every other window (off, on, on, off, ...)."""
+    pattern = ([False, True, True, False] * (args.windows // 4 + 1))[: args.windows]
+    report = work / "load-windowed.json"
+    run_time = len(pattern) * (args.window + 1) + 10
+    argv = [
+        sys.executable, "-m", "keelhaul", "load", "--stack-dir", str(stack), "--mix", args.mix,
+        "--users", str(args.users), "--run-time", f"{run_time}s", "--images", "2",
+        "--layer-size", args.layer_size, "--json", str(report),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env()
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if "running:" in line:
+                break
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        time.sleep(3)  # the users' ramp
+        windows: list[tuple[bool, float, float]] = []
+        for on in pattern:
+            start = time.time()
+            if on:
+                done = keelhaul(
+                    "diagnose", "--dir", str(stack), "--duration", str(args.window),
+                    "--load-pid", str(proc.pid),
+                )  # fmt: skip
+                if done.returncode != 0:
+                    raise SystemExit(f"keelhaul diagnose failed:\n{done.stderr[-2000:]}")
+            else:
+                time.sleep(args.window)
+            windows.append((on, start, time.time()))
+        proc.wait(timeout=run_time + 120)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+    counts = per_second(json.loads(report.read_text()))
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for on, start, end in windows:
+        inside = [counts.get(t, 0) for t in range(int(start) + 1, int(end) - 1)]
+        if inside:
+            rates[on].append(statistics.mean(inside))
+    on_rps, off_rps = statistics.mean(rates[True]), statistics.mean(rates[False])
+    return {
+        "window_s": args.window,
+        "windows": len(pattern),
+        "on_rps": on_rps,
+        "off_rps": off_rps,
+        "ratio": on_rps / off_rps,
+        "on_windows": rates[True],
+        "off_windows": rates[False],
+    }
+
+
+def paired(rows: list[dict[str, Any]], variant: str) -> list[float]:
+    """Each round's throughput of ``variant`` over the same round's plain run."""
+    base = {r["round"]: r["rps"] for r in rows if r["variant"] == "plain"}
+    return [r["rps"] / base[r["round"]] for r in rows if r["variant"] == variant]
+
+
+def cpu_share(rows: list[dict[str, Any]], variant: str) -> float:
+    used = [r.get("diagnosis_cpu") or 0.0 for r in rows if r["variant"] == variant]
+    return statistics.median(used) / (os.cpu_count() or 1) if used else 0.0
+
+
+def summarize(
+    rows: list[dict[str, Any]], variants: list[str], win: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    medians = {v: statistics.median(r["rps"] for r in rows if r["variant"] == v) for v in variants}
+    ratio = statistics.median(paired(rows, "diagnose"))
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load": {"mix": args.mix, "users": args.users, "seconds": args.seconds,
+                 "layer_size": args.layer_size},
+        "rounds": args.rounds,
+        "median_rps": medians,
+        "round_ratios_diagnose": paired(rows, "diagnose"),
+        "ratio_diagnose": ratio,
+        "diagnosis_cpu_share": cpu_share(rows, "diagnose"),
+        "windowed": win,
+        "target": TARGET,
+        "met": ratio >= TARGET,
+        "runs": rows,
+    }  # fmt: skip
+    if "profile" in variants:
+        result["round_ratios_profile"] = paired(rows, "profile")
+        result["ratio_profile"] = statistics.median(paired(rows, "profile"))
+        result["profile_cpu_share"] = cpu_share(rows, "profile")
+    return result
+
+
+def show(result: dict[str, Any], variants: list[str]) -> None:
+    rows, win, ratio = result["runs"], result["windowed"], result["ratio_diagnose"]
+    print()
+    print(f"{'variant':10} {'median req/s':>13} {'round ratios':>30} {'median':>7} {'own CPU':>8}")
+    for v in variants:
+        ratios = paired(rows, v)
+        shown = " ".join(f"{x:.2f}" for x in ratios)
+        own = "-" if v == "plain" else f"{100 * cpu_share(rows, v):.1f}%"
+        median = statistics.median(ratios)
+        print(f"{v:10} {result['median_rps'][v]:13.1f} {shown:>30} {median:7.3f} {own:>8}")
+    verdict = "met" if result["met"] else "NOT met"
+    print(f"\nthroughput with --diagnose / without: {ratio:.3f} (target >= {TARGET}: {verdict})")
+    print(
+        f"windowed, one run, diagnosis on / off: {win['ratio']:.3f} "
+        f"({win['windows']} windows of {win['window_s']} s)"
+    )
+    print(f"the diagnosis' own CPU: {100 * result['diagnosis_cpu_share']:.1f}% of the host's CPUs")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=int, default=15)
+    p.add_argument("--users", type=int, default=16)
+    p.add_argument("--mix", default="pull=1")
+    p.add_argument("--layer-size", default="256k")
+    p.add_argument("--no-profile", action="store_true", help="skip the --profile variant")
+    p.add_argument("--windows", type=int, default=12, help="windows of the windowed figure")
+    p.add_argument("--window", type=int, default=10, help="seconds per window")
+    args = p.parse_args()
+    variants = ["plain", "diagnose"] + ([] if args.no_profile else ["profile"])
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="keelhaul-bench-diagnose-") as tmp:
+        work = Path(tmp)
+        stack = work / "stack"
+        up = keelhaul("stack", "up", "--dir", str(stack))
+        if up.returncode != 0:
+            raise SystemExit(f"keelhaul stack up failed:\n{up.stderr}")
+        try:
+            print("windowed: one load run, the diagnosis on in every other window", flush=True)
+            win = windowed(stack, work, args)
+            print(f"windowed  on {win['on_rps']:.1f} / off {win['off_rps']:.1f} req/s", flush=True)
+            for n in range(args.rounds):
+                order = variants[n % len(variants) :] + variants[: n % len(variants)]
+                for variant in order:
+                    row = one_run(stack, work, variant, args, n)
+                    rows.append(row)
+                    print(f"round {n + 1} {variant:9} {row['rps']:8.1f} req/s", flush=True)
+        finally:
+            keelhaul("stack", "down", "--dir", str(stack))
+    result = summarize(rows, variants, win, args)
+    show(result, variants)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

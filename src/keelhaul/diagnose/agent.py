@@ -1,0 +1,113 @@
+"""The diagnosis agent: ``python -m keelhaul.diagnose.agent --dir STACK --workdir W``.
+
+Started by :class:`keelhaul.diagnose.session.Diagnosis`; samples the stack once a second
+(and records a py-spy profile with ``--profile``) until SIGTERM or SIGINT, then writes
+``W/collection.json`` (and ``W/profile.txt``). It touches ``W/ready`` once the first
+reading is taken, and stops by itself when its parent is gone or after ``--max-seconds``,
+so it never outlives the run it watches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from keelhaul.diagnose.profile import BESIDE_LOAD_RATE, Profiler
+from keelhaul.diagnose.sampler import Sampler
+from keelhaul.diagnose.watch import build_collectors, describe, load_targets
+from keelhaul.errors import KeelhaulError, ProfileError
+
+__all__ = ["main"]
+
+MAX_SECONDS = 6 * 3600
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="keelhaul.diagnose.agent")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--load-pid", type=int, action="append", default=[])
+    p.add_argument("--parent", type=int)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the stack")
+    p.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
+    return p.parse_args(argv)
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_for_stack(directory: Path, seconds: float, stop: threading.Event) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            load_targets(directory)
+            return
+        except KeelhaulError:
+            if time.monotonic() >= deadline or stop.is_set():
+                raise
+        stop.wait(0.2)
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_a: stop.set())
+    _wait_for_stack(args.dir, args.wait, stop)
+    _state, targets = load_targets(args.dir, load_pids=tuple(args.load_pid))
+    sampler = Sampler(build_collectors(targets), meta=describe(targets))
+    profiler = None
+    if args.profile:
+        if "auth" in targets.leaders:
+            profiler = Profiler(
+                targets.leaders["auth"], args.workdir / "profile.txt", rate=BESIDE_LOAD_RATE
+            )
+        else:
+            (args.workdir / "profile-error.txt").write_text("the stack has no token service\n")
+    sampler.start()
+    if profiler is not None:
+        profiler.start()
+    (args.workdir / "ready").touch()
+    deadline = time.monotonic() + args.max_seconds
+    while not stop.wait(1.0):
+        if not _alive(args.parent) or time.monotonic() >= deadline:
+            break
+    if profiler is not None:
+        try:
+            profiler.stop()
+        except ProfileError as exc:
+            (args.workdir / "profile-error.txt").write_text(f"{exc}\n")
+    collection = sampler.stop()
+    out = args.workdir / "collection.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(collection.to_json()), encoding="utf-8")
+    os.replace(tmp, out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        return run(args)
+    except KeelhaulError as exc:
+        print(f"keelhaul diagnose: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

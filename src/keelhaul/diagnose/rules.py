@@ -1,0 +1,427 @@
+"""Pure: one rule per tier, each turning the signals into a :class:`Finding` (or None).
+
+Thresholds are relative wherever the host allows: CPU as a share of the CPUs a tier can
+use, queues as the share of samples in which they were non-empty. The table of rules and
+scores is in :mod:`keelhaul.diagnose.verdict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keelhaul.diagnose.signals import Signals, TierCpu
+
+__all__ = [
+    "CPU_BOUND",
+    "LABELS",
+    "Finding",
+    "HotSpot",
+    "generator_rule",
+    "proxy_rule",
+    "redis_rule",
+    "registry_rules",
+    "token_rules",
+]
+
+SATURATED = 0.5
+"""A finding at or above this score names a saturated tier."""
+STRONG = 0.8
+"""At or above: two or more signals agree (strong findings win over moderate ones)."""
+CPU_BOUND = 0.8
+"""CPU demand (used + waiting for a CPU) at this share of the CPUs a tier can use."""
+QUEUE_SHARE = 0.5
+"""An accept queue non-empty in this share of the samples is a queue, not a blip."""
+SLOTS_SHARE = 0.5
+"""Every token-service slot taken in this share of the samples."""
+WORKER_BUSY = 0.85
+"""nginx: CPU demand per worker process (nginx workers are single-threaded)."""
+PROXY_SHARE = 0.5
+"""nginx's own time (request - upstream response) as a share of the request time."""
+REDIS_BUSY = 0.5
+"""Share of each second Redis' one thread spent executing commands (commandstats)."""
+REDIS_PING_MS = 10.0
+"""Median PING round trip; loopback Redis answers in well under a millisecond."""
+STORAGE_SHARE = 0.5
+"""Storage-driver time as a share of the registry handlers' time."""
+THROTTLED = 0.2
+"""Share of a cgroup's CPU periods in which its quota throttled it."""
+STARVED = 0.6
+"""Share of a CPU-bound tier's demand spent waiting: starved by others, not busy itself."""
+REGISTRY_SLOW_S = 0.05
+"""Registry handlers' mean; metadata requests on loopback take a few milliseconds."""
+GENERATOR_THREAD = 0.85
+"""A load-generator thread using this much of a CPU is pinned (Locust is single-threaded)."""
+OTHER_CORES = 0.5
+"""CPUs used by processes outside the stack that are worth a caveat."""
+
+LABELS = {
+    "redis": "Redis",
+    "storage": "storage",
+    "proxy": "proxy (nginx)",
+    "token_workers": "token-service workers",
+    "token_cpu": "token-service CPU",
+    "registry": "registry",
+    "load_generator": "load generator",
+    "none": "no server-side bottleneck",
+    "no_traffic": "no traffic",
+}
+
+
+@dataclass(frozen=True)
+class HotSpot:
+    """What the call graph says (:mod:`keelhaul.diagnose.callgraph`), if it was recorded."""
+
+    function: str
+    share: float
+    path: tuple[str, ...]
+    samples: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    tier: str
+    score: float
+    title: str
+    evidence: tuple[str, ...]
+    next_steps: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "label": LABELS.get(self.tier, self.tier),
+            "score": round(self.score, 3),
+            "title": self.title,
+            "evidence": list(self.evidence),
+            "next_steps": list(self.next_steps),
+        }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def _cpu_text(name: str, t: TierCpu, cores: int) -> str:
+    return (
+        f"{name} wanted {t.demand:.2f} CPUs (ran {t.cpu:.2f}, waited {t.runq:.2f} for a CPU) "
+        f"on a host of {cores}"
+    )
+
+
+def proxy_rule(s: Signals) -> Finding | None:
+    p = s.proxy
+    if p is None:
+        return None
+    score, ev = 0.0, []
+    if p.conn_exhausted > 0:
+        score = 1.0
+        ev.append(f"nginx logged 'worker_connections are not enough' {p.conn_exhausted:.0f} times")
+    if p.dropped > 0:
+        score = 1.0
+        ev.append(
+            f"nginx dropped {p.dropped:.0f} accepted connections (stub_status accepts - handled)"
+        )
+    if p.queue_share is not None and p.queue_share >= QUEUE_SHARE:
+        score = max(score, 0.8)
+        ev.append(
+            f"connections waited in nginx's accept queue in {_pct(p.queue_share)} of samples "
+            f"(mean {p.queue_mean or 0:.0f})"
+        )
+    t = s.tier("nginx")
+    workers = max(p.workers or 1.0, 1.0)
+    if t is not None and t.demand / workers >= WORKER_BUSY:
+        score = max(score, 0.7)
+        ev.append(_cpu_text(f"nginx's {workers:.0f} worker(s)", t, s.cores))
+    main = p.stages[0] if p.stages else None
+    if (
+        main is not None
+        and main.request_mean
+        and main.overhead_mean is not None
+        and main.request_mean >= 0.005
+        and main.overhead_mean / main.request_mean >= PROXY_SHARE
+    ):
+        score = max(score, 0.6)
+        ev.append(
+            f"{main.name}: nginx's own time is {_ms(main.overhead_mean)} of "
+            f"{_ms(main.request_mean)} per request"
+        )
+    if p.status_error_share and p.status_error_share >= 0.2 and score > 0:
+        ev.append(f"nginx's status page did not answer in {_pct(p.status_error_share)} of samples")
+    if score == 0:
+        return None
+    return Finding(
+        "proxy",
+        score,
+        "nginx cannot take more connections" if score >= 1 else "nginx is saturated",
+        tuple(ev),
+        (
+            "raise worker_connections (every proxied request holds two) and keep "
+            "worker_processes at auto (one per CPU)",
+            "raise the open-files limit with them (worker_rlimit_nofile, ulimit -n)",
+        ),
+    )
+
+
+def _hot_stage(s: Signals) -> str | None:
+    a = s.auth
+    if a is None or not a.stages or not a.app_mean:
+        return None
+    stage, seconds = max(a.stages.items(), key=lambda kv: kv[1])
+    share = seconds / a.app_mean
+    text = (
+        f"the {stage} stage takes {_pct(min(share, 1.0))} of the app's time "
+        f"({_ms(seconds)} per request)"
+    )
+    if stage == "authn" and a.authn_cache:
+        caches = ", ".join(
+            f"{k} {v[0]:.0f}" for k, v in sorted(a.authn_cache.items(), key=lambda kv: -kv[1][0])
+        )
+        text += f"; credential cache: {caches}"
+    return text
+
+
+def _hashing(s: Signals) -> bool:
+    """The app's time goes to authn, and authn mostly ran bcrypt (cache miss or off)."""
+    a = s.auth
+    if a is None or not a.stages or max(a.stages, key=a.stages.__getitem__) != "authn":
+        return False
+    if not a.authn_cache:
+        return False
+    top = max(a.authn_cache.items(), key=lambda kv: kv[1][0])[0]
+    return top in ("miss", "off")
+
+
+def token_rules(s: Signals, hot: HotSpot | None) -> Finding | None:
+    a, t = s.auth, s.tier("auth")
+    if a is None or t is None or a.rps <= 0:
+        return None
+    workers = a.workers or max(t.procs - 1, 1.0)
+    usable = min(workers, float(s.cores))
+    cpu_bound = t.demand >= CPU_BOUND * usable
+    slots = (a.slots_full_share or 0.0) >= SLOTS_SHARE
+    queued = (a.queue_share or 0.0) >= QUEUE_SHARE
+    ev: list[str] = []
+    if slots:
+        ev.append(
+            f"every worker slot was taken in {_pct(a.slots_full_share or 0)} of samples "
+            f"({workers:.0f} worker(s), capacity {a.capacity or 0:.0f})"
+        )
+    if queued:
+        ev.append(
+            f"connections waited in the token service's accept queue in "
+            f"{_pct(a.queue_share or 0)} of samples (mean {a.queue_mean or 0:.0f})"
+        )
+    token = s.proxy.stage("token") if s.proxy is not None else None
+    if token is not None and token.header_mean is not None and a.app_mean is not None:
+        waited = token.header_mean - a.app_mean
+        if waited > max(a.app_mean, 0.001):
+            ev.append(
+                f"a token request waited {_ms(waited)} for a worker, "
+                f"then took {_ms(a.app_mean)} in the app"
+            )
+    cpu_ev = _cpu_text(f"the token service's {workers:.0f} worker(s)", t, s.cores)
+    if a.worker_timeouts:
+        ev.append(f"gunicorn logged WORKER TIMEOUT {a.worker_timeouts:.0f} times")
+    if (slots or (queued and cpu_bound)) and workers < s.cores:
+        return Finding(
+            "token_workers",
+            0.9 if slots and queued else 0.7,
+            f"all {workers:.0f} token-service worker(s) busy; requests queue for a free one",
+            (*ev[:2], cpu_ev, *ev[2:]),
+            (
+                "run more workers (keelhaul auth serve --workers; default 2 x CPU)",
+                "use the gevent worker class, so one worker serves many requests that wait",
+            ),
+        )
+    if cpu_bound:
+        detail = [cpu_ev]
+        title = "the token service's workers are CPU-bound"
+        if hot is not None:
+            detail.append(
+                f"call graph: {_pct(hot.share)} of the workers' CPU samples in {hot.function}"
+                + (f" (via {' → '.join(hot.path[-3:])})" if hot.path else "")
+            )
+            title = f"the token service's workers are CPU-bound in {hot.function}"
+        stage = _hot_stage(s)
+        if stage:
+            detail.append(stage)
+        steps = ["profile it (keelhaul profile) and make the hot function cheaper"]
+        if (hot is not None and "bcrypt" in hot.function) or _hashing(s):
+            steps = [
+                "keep the credential cache on: a verified password is then checked once per TTL",
+                "lower the htpasswd bcrypt cost (10 is the registry's default)",
+                "add CPUs or replicas: password hashing is CPU by design",
+            ]
+        return Finding(
+            "token_cpu", 0.9 if queued or slots else 0.8, title, (*detail, *ev), tuple(steps)
+        )
+    if slots or queued:
+        return Finding(
+            "token_workers",
+            0.6,
+            "token-service workers are all busy while the CPU is not: they wait on something",
+            (*ev, cpu_ev),
+            (
+                "run more workers, or the gevent worker class",
+                "check what the workers wait for (Redis, the user store)",
+            ),
+        )
+    return None
+
+
+def redis_rule(s: Signals) -> Finding | None:
+    r = s.redis
+    uses = (s.registry is not None and s.registry.rps > 0) or (
+        s.auth is not None and s.auth.rps > 0
+    )
+    if r is None or not uses:
+        return None
+    score, ev = 0.0, []
+    if r.busy_share is not None and r.busy_share >= REDIS_BUSY:
+        score = min(1.0, 0.5 + r.busy_share / 2)
+        text = f"Redis was busy executing commands {_pct(min(r.busy_share, 1.0))} of the time"
+        if r.top_commands:
+            name, busy, usec, rate = r.top_commands[0]
+            text += (
+                f"; {name.upper()} took {usec / 1000:.1f} ms per call "
+                f"({rate:.0f}/s, {_pct(busy)} of it)"
+            )
+        ev.append(text)
+    if r.ping_p50_ms is not None and r.ping_p50_ms >= REDIS_PING_MS:
+        score = max(score, 0.7)
+        ev.append(f"a PING waited {r.ping_p50_ms:.1f} ms (median; max {r.ping_max_ms or 0:.0f} ms)")
+    if score == 0:
+        return None
+    if r.slowlog:
+        ev.append(f"{r.slowlog:.0f} new slow-log entries")
+    if s.registry is not None and s.registry.inflight_mean:
+        ev.append(f"the registry held {s.registry.inflight_mean:.0f} requests in flight on average")
+    return Finding(
+        "redis",
+        score,
+        "Redis answers slowly: every request that touches it waits",
+        tuple(ev),
+        (
+            "find the slow command (SLOWLOG GET) and keep O(N) commands and long scripts off "
+            "the instance the registry and the token service use",
+            "give the registry's blob-descriptor cache and the credential cache "
+            "their own instances",
+        ),
+    )
+
+
+def registry_rules(s: Signals) -> list[Finding]:
+    r, t = s.registry, s.tier("registry")
+    if r is None or t is None or r.rps <= 0:
+        return []
+    out: list[Finding] = []
+    ev: list[str] = []
+    if r.handler_mean is not None:
+        ev.append(
+            f"registry handlers took {_ms(r.handler_mean)} on average "
+            f"({r.inflight_mean or 0:.0f} in flight)"
+        )
+    if r.scrape_error_share and r.scrape_error_share >= 0.2:
+        ev.append(
+            "its debug endpoint did not answer within 0.5 s in "
+            f"{_pct(r.scrape_error_share)} of samples"
+        )
+    cpu = _cpu_text("the registry", t, s.cores)
+    if t.throttled_share is not None and t.throttled_share >= THROTTLED:
+        limit = f" (limit {t.cpu_limit:.2f} CPUs)" if t.cpu_limit is not None else ""
+        out.append(
+            Finding(
+                "registry",
+                1.0,
+                "the registry is starved of CPU by its cgroup quota",
+                (
+                    f"its cgroup was throttled in {_pct(t.throttled_share)} of CPU periods{limit}",
+                    cpu,
+                    *ev,
+                ),
+                ("raise the registry's CPU limit (or remove it)", "add registry replicas"),
+            )
+        )
+    elif t.demand >= CPU_BOUND * s.cores:
+        starved = t.waiting_share >= STARVED
+        out.append(
+            Finding(
+                "registry",
+                0.8,
+                "the registry is starved of CPU" if starved else "the registry is CPU-bound",
+                (cpu, *ev),
+                ("give the registry more CPUs or replicas", "move other work off its host")
+                if starved
+                else ("add registry replicas or CPUs",),
+            )
+        )
+    elif r.handler_mean is not None and r.handler_mean >= REGISTRY_SLOW_S:
+        out.append(
+            Finding(
+                "registry",
+                0.6,
+                "the registry answers slowly without being busy: it waits or pauses",
+                (*ev, cpu),
+                (
+                    "find what it waits on: storage latency, its Redis, pauses (garbage "
+                    "collection, a stopped or CPU-limited process)",
+                    "read its log for errors and timeouts",
+                ),
+            )
+        )
+    if (
+        r.storage_per_request is not None
+        and r.handler_mean
+        and r.handler_mean >= 0.02
+        and r.storage_per_request / r.handler_mean >= STORAGE_SHARE
+        and not any(f.score >= 1.0 for f in out)
+    ):
+        actions = sorted(r.storage_actions.items(), key=lambda kv: -(kv[1][0] * (kv[1][1] or 0)))
+        top = ", ".join(f"{a} {_ms(m)}" for a, (_, m) in actions[:2])
+        out.append(
+            Finding(
+                "storage",
+                0.8,
+                "the registry waits on its storage driver",
+                (
+                    f"storage took {_ms(r.storage_per_request)} of the "
+                    f"{_ms(r.handler_mean)} a request spends in the registry ({top})",
+                    *ev,
+                ),
+                (
+                    "check the storage backend's latency and throughput",
+                    "enable the registry's redis blob-descriptor cache",
+                ),
+            )
+        )
+    return out
+
+
+def generator_rule(s: Signals) -> Finding | None:
+    g = s.tier("generator")
+    if g is None or g.procs <= 0:
+        return None
+    ev = []
+    if g.busiest is not None and g.busiest >= GENERATOR_THREAD:
+        ev.append(f"the busiest load-generator thread used {g.busiest:.2f} of a CPU (it is pinned)")
+    if g.demand >= CPU_BOUND * s.cores:
+        ev.append(_cpu_text("the load generator", g, s.cores))
+    if not ev:
+        return None
+    return Finding(
+        "load_generator",
+        0.9,
+        "the load generator is saturated: it cannot offer more load",
+        tuple(ev),
+        (
+            "run more load-generator processes (keelhaul load --processes N)",
+            "or generate the load from another machine",
+        ),
+    )

@@ -1,0 +1,208 @@
+"""Pure: a collection's ticks → the signals a verdict is made of.
+
+Every number here is measured during the window with traffic (:func:`series.active_window`);
+nothing is read from the stack's configuration. CPU is in *cores* (1.0 = one CPU busy for
+the whole window). ``demand`` is CPU used plus time spent runnable but waiting for a CPU
+(``/proc/<pid>/task/*/schedstat``): a tier whose demand reaches the CPUs it can use is
+CPU-bound, whether it got them (``cpu``) or queued for them (``runq``) behind the rest of
+the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from keelhaul.diagnose.model import Collection, Tick
+from keelhaul.diagnose.series import (
+    active_window,
+    gauge_series,
+    mean,
+    rate_series,
+    sum_rate_series,
+    window_delta,
+    window_rate,
+)
+from keelhaul.diagnose.signals_tiers import (
+    AuthView,
+    ProxyView,
+    RedisView,
+    RegistryView,
+    auth_view,
+    proxy_view,
+    redis_view,
+    registry_view,
+)
+
+__all__ = ["TIERS", "ClientStage", "Signals", "TierCpu", "derive", "traffic_series"]
+
+TIERS = ("generator", "nginx", "auth", "registry", "redis", "diagnosis")
+
+
+@dataclass(frozen=True)
+class TierCpu:
+    cpu: float
+    """Cores used (mean over the window)."""
+    runq: float
+    """Cores' worth of runnable-but-waiting time."""
+    busiest: float | None
+    """Cores used by the busiest single thread (1.0: a thread pinned to a CPU)."""
+    procs: float
+    rss_mb: float
+    throttled_share: float | None = None
+    """Share of the cgroup's CPU periods in which it was throttled by its quota."""
+    cpu_limit: float | None = None
+
+    @property
+    def demand(self) -> float:
+        return self.cpu + self.runq
+
+    @property
+    def waiting_share(self) -> float:
+        """Of the time the tier wanted a CPU, the share it spent waiting for one."""
+        return self.runq / self.demand if self.demand > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cpu": self.cpu,
+            "runq": self.runq,
+            "demand": self.demand,
+            "busiest_thread": self.busiest,
+            "procs": self.procs,
+            "rss_mb": self.rss_mb,
+            "throttled_share": self.throttled_share,
+            "cpu_limit": self.cpu_limit,
+        }
+
+
+@dataclass(frozen=True)
+class ClientStage:
+    """The load generator's own view of one stage (from the load kit's statistics)."""
+
+    name: str
+    count: int
+    failures: int
+    rps: float
+    mean_ms: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class Signals:
+    start: float
+    end: float
+    cores: int
+    host_busy: float | None
+    """Share of all CPUs busy (everything on the host)."""
+    other_cores: float | None
+    """Cores used by processes that are neither the stack, the generator nor the diagnosis."""
+    tiers: Mapping[str, TierCpu]
+    proxy: ProxyView | None
+    auth: AuthView | None
+    registry: RegistryView | None
+    redis: RedisView | None
+    client: Sequence[ClientStage] = ()
+    notes: Sequence[str] = ()
+    errors: Mapping[str, int] = field(default_factory=dict)
+    """Collector → ticks in which it could not read."""
+    active: bool = True
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    def tier(self, name: str) -> TierCpu | None:
+        return self.tiers.get(name)
+
+
+def traffic_series(ticks: Sequence[Tick]) -> list[tuple[float, float | None]]:
+    """Requests per second the stack served: at the proxy when there is one, else the tiers."""
+    if any(t.reading("nginx_log") is not None for t in ticks):
+        return sum_rate_series(ticks, "nginx_log", lambda k: k.startswith("n."))
+    auth = rate_series(ticks, "auth", "requests")
+    registry = rate_series(ticks, "registry", "requests")
+    return [
+        (t, (a or 0.0) + (r or 0.0) if a is not None or r is not None else None)
+        for (t, a), (_, r) in zip(auth, registry, strict=True)
+    ]
+
+
+def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
+    cpu = window_rate(ticks, "procs", f"cpu.{tier}")
+    if cpu is None:
+        return None
+    periods = window_delta(ticks, "procs", f"periods.{tier}")
+    throttled = window_delta(ticks, "procs", f"throttled_periods.{tier}")
+    limits = [g for _, g in gauge_series(ticks, "procs", f"cpu_limit.{tier}") if g is not None]
+    return TierCpu(
+        cpu=cpu,
+        runq=window_rate(ticks, "procs", f"runq.{tier}") or 0.0,
+        busiest=mean([g for _, g in gauge_series(ticks, "procs", f"busiest.{tier}")]),
+        procs=mean([g for _, g in gauge_series(ticks, "procs", f"procs.{tier}")]) or 0.0,
+        rss_mb=mean([g for _, g in gauge_series(ticks, "procs", f"rss_mb.{tier}")]) or 0.0,
+        throttled_share=(throttled / periods) if periods and throttled is not None else None,
+        cpu_limit=limits[-1] if limits else None,
+    )
+
+
+def _host(ticks: Sequence[Tick], tiers: Mapping[str, TierCpu]) -> tuple[float | None, float | None]:
+    busy = window_delta(ticks, "procs", "host.busy")
+    total = window_delta(ticks, "procs", "host.total")
+    rate = window_rate(ticks, "procs", "host.busy")
+    if busy is None or not total or rate is None:
+        return None, None
+    ours = sum(t.cpu for t in tiers.values())
+    return busy / total, max(0.0, rate - ours)
+
+
+def _errors(ticks: Sequence[Tick]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for tick in ticks:
+        for name, reading in tick.readings.items():
+            if reading.error is not None:
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _notes(ticks: Sequence[Tick], limit: int = 12) -> list[str]:
+    seen: list[str] = []
+    for tick in ticks:
+        for reading in tick.readings.values():
+            for note in reading.notes:
+                if note not in seen:
+                    seen.append(note)
+                if len(seen) >= limit:
+                    return seen
+    return seen
+
+
+def derive(collection: Collection, client: Sequence[ClientStage] = ()) -> Signals:
+    ticks = list(collection.ticks)
+    cores = int(collection.meta.get("cores") or 1)
+    window = active_window(ticks, traffic_series(ticks)) if len(ticks) >= 2 else None
+    active = window is not None
+    if window is not None:
+        ticks = ticks[window[0] : window[1] + 1]
+    if len(ticks) < 2:
+        t = ticks[0].t if ticks else 0.0
+        return Signals(t, t, cores, None, None, {}, None, None, None, None, client, active=False)
+    tiers = {name: tc for name in TIERS if (tc := _tier_cpu(ticks, name)) is not None}
+    host_busy, other = _host(ticks, tiers)
+    return Signals(
+        start=ticks[0].t,
+        end=ticks[-1].t,
+        cores=cores,
+        host_busy=host_busy,
+        other_cores=other,
+        tiers=tiers,
+        proxy=proxy_view(ticks),
+        auth=auth_view(ticks),
+        registry=registry_view(ticks),
+        redis=redis_view(ticks),
+        client=tuple(client),
+        notes=_notes(ticks),
+        errors=_errors(ticks),
+        active=active,
+    )

@@ -1,0 +1,313 @@
+"""Issue #6's acceptance: stacks built with a known bottleneck, and the verdict must name it.
+
+Each test starts a real stack with the knobs that create one bottleneck (or perturbs a
+running one: a Redis busy with a slow script, a registry under a CPU quota), drives load
+at it with ``hey`` (Debian's, bounded by ``-z``) or ``keelhaul load``, and runs
+``keelhaul diagnose`` as a user would. The diagnosis never sees the knobs: ``stack.json``
+tells it where things are, the verdict comes from what it measures. Every process a test
+starts is stopped by pid; load stays on loopback and within ~15 s per scenario.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from conftest import StackInfo, clean_env, keelhaul, running_stack
+
+pytestmark = pytest.mark.e2e
+
+WATCH_S = 10
+WARMUP_S = 1.5
+SERVICE = "keelhaul-registry"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+BUSY_LUA = (
+    "local t=redis.call('TIME') local s=t[1]*1000000+t[2] "
+    "repeat local n=redis.call('TIME') until (n[1]*1000000+n[2])-s >= tonumber(ARGV[1]) return 1"
+)
+
+
+@pytest.fixture(scope="module")
+def hey_binary() -> str:
+    found = shutil.which("hey")
+    if found is None:
+        pytest.fail("hey is missing: apt-get install hey", pytrace=False)
+    return found
+
+
+@contextlib.contextmanager
+def hey(
+    binary: str, url: str, *, headers: Sequence[str], concurrency: int, rate: float | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Load for the warm-up and the watch (plus a margin), stopped by pid in any case."""
+    argv = [binary, "-z", f"{WARMUP_S + WATCH_S + 4:.0f}s", "-c", str(concurrency), "-t", "10"]
+    if rate is not None:
+        argv += ["-q", str(rate)]
+    for header in headers:
+        argv += ["-H", header]
+    proc = subprocess.Popen([*argv, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(WARMUP_S)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=20)
+
+
+def basic(info: StackInfo, user: str = "admin") -> str:
+    token = base64.b64encode(f"{user}:{info.password(user)}".encode()).decode()
+    return f"Authorization: Basic {token}"
+
+
+def token_url(info: StackInfo, repo: str = "admin/app") -> str:
+    return f"{info.entry}/token?service={SERVICE}&scope=repository:{repo}:pull"
+
+
+def diagnose(info: StackInfo, out: Path, *extra: str) -> dict[str, Any]:
+    report = out / f"diagnosis-{uuid.uuid4().hex[:6]}.json"
+    done = keelhaul(
+        "diagnose", "--dir", str(info.dir), "--duration", str(WATCH_S),
+        "--json", str(report), "--html", str(report.with_suffix(".html")), *extra,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("verdict: ")
+    doc: dict[str, Any] = json.loads(report.read_text())
+    assert report.with_suffix(".html").stat().st_size > 10_000
+    return doc
+
+
+def verdict_text(doc: dict[str, Any]) -> str:
+    v = doc["verdict"]
+    return "\n".join([f"{v['tier']}: {v['title']}", *v["evidence"], *v["caveats"]])
+
+
+# --- 1-3: the token service and the proxy, each built wrong on purpose ---------------------
+
+
+def test_one_sync_worker_saturates_the_token_service_workers(
+    tmp_path: Path, hey_binary: str
+) -> None:
+    knobs = ("--auth-workers", "1", "--auth-worker-class", "sync")
+    with (
+        running_stack(tmp_path / "s", *knobs) as info,
+        hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=16) as load,
+    ):
+        doc = diagnose(info, tmp_path, "--load-pid", str(load.pid))
+    assert doc["verdict"]["tier"] == "token_workers", verdict_text(doc)
+    auth = doc["signals"]["token_service"]
+    assert auth["workers"] == 1 and auth["slots_full_share"] >= 0.5
+    assert doc["signals"]["tiers"]["generator"]["procs"] >= 1  # hey, watched
+
+
+def test_bcrypt_cost_12_without_cache_is_token_service_cpu_in_password_hashing(
+    tmp_path: Path, hey_binary: str
+) -> None:
+    knobs = ("--no-credential-cache", "--bcrypt-cost", "12")
+    with (
+        running_stack(tmp_path / "s", *knobs) as info,
+        hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=8) as load,
+    ):
+        doc = diagnose(info, tmp_path, "--profile", "--load-pid", str(load.pid))
+    assert doc["verdict"]["tier"] == "token_cpu", verdict_text(doc)
+    profile = doc["profile"]
+    path = [step["function"] for step in profile["summary"]["hottest_path"]]
+    assert path[-1] == "bcrypt.checkpw [native]", path
+    assert "bcrypt" in profile["hotspot"]["function"]
+    assert "bcrypt.checkpw" in doc["verdict"]["title"]
+    assert profile["svg"].lstrip().startswith("<?xml") or "<svg" in profile["svg"]
+
+
+def test_one_nginx_worker_with_few_connections_is_the_proxy(
+    tmp_path: Path, hey_binary: str
+) -> None:
+    knobs = ("--proxy-workers", "1", "--proxy-connections", "16")
+    with (
+        running_stack(tmp_path / "s", *knobs) as info,
+        hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=64) as load,
+    ):
+        doc = diagnose(info, tmp_path, "--load-pid", str(load.pid))
+    assert doc["verdict"]["tier"] == "proxy", verdict_text(doc)
+    proxy = doc["signals"]["proxy"]
+    assert proxy["conn_exhausted"] > 0 or proxy["dropped"] > 0
+
+
+# --- 4-6: one healthy stack, then Redis made slow, then the registry starved of CPU -------
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    directory = tmp_path_factory.mktemp("healthy")
+    with running_stack(directory / "s") as info:
+        work = directory / "image"
+        built = keelhaul("image", "build", str(work), "--layers", "2", "--layer-size", "64KiB")
+        assert built.returncode == 0, built.stderr
+        env = clean_env(
+            {
+                "KEELHAUL_REGISTRY_USERNAME": "admin",
+                "KEELHAUL_REGISTRY_PASSWORD": info.password("admin"),
+            }
+        )
+        pushed = keelhaul(
+            "image", "push", str(work), f"{info.entry_host}/admin/app:1", "--plain-http", env=env
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        yield info
+
+
+def bearer(info: StackInfo) -> str:
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        response = client.get(token_url(info), auth=("admin", info.password("admin")))
+    response.raise_for_status()
+    return f"Authorization: Bearer {response.json()['token']}"
+
+
+def manifest_url(info: StackInfo) -> str:
+    return f"{info.entry}/v2/admin/app/manifests/1"
+
+
+def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
+    healthy: StackInfo, tmp_path: Path
+) -> None:
+    """Through the load kit: ``keelhaul load --diagnose``, an open model at 15 logins/s."""
+    out = tmp_path / "diagnosis"
+    done = keelhaul(
+        "load", "--stack-dir", str(healthy.dir), "--mix", "login=1", "--rate", "15/s",
+        "--users", "10", "--run-time", f"{WATCH_S}s", "--images", "1", "--layer-size", "64k",
+        "--diagnose", "--diagnose-dir", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((out / "diagnosis.json").read_text())
+    assert doc["verdict"]["tier"] in ("none", "load_generator"), verdict_text(doc)
+    token = next(w for w in doc["waterfalls"] if w["stage"] == "token")
+    assert token["observer"] == "client"  # the load kit's own numbers start the waterfall
+    assert token["segments"][0]["name"] == "client: connect, queue, network"
+    assert "verdict: " in done.stdout
+    assert (out / "diagnosis.html").stat().st_size > 10_000
+
+
+@contextlib.contextmanager
+def busy_redis(url: str, busy_us: int = 40_000, gap_s: float = 0.005) -> Iterator[None]:
+    """A client that keeps Redis' one thread in a script ~90% of the time (a slow command)."""
+    stop = threading.Event()
+    client = redis.Redis.from_url(url, socket_timeout=5)
+
+    def loop() -> None:
+        deadline = time.monotonic() + WARMUP_S + WATCH_S + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            client.eval(BUSY_LUA, 0, busy_us)
+            stop.wait(gap_s)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        client.close()
+
+
+def test_a_redis_busy_with_a_slow_script_is_named(
+    healthy: StackInfo, tmp_path: Path, hey_binary: str
+) -> None:
+    redis_url = healthy.raw["redis_url"]
+    headers = [bearer(healthy), f"Accept: {MANIFEST}"]
+    with (
+        busy_redis(redis_url),
+        hey(hey_binary, manifest_url(healthy), headers=headers, concurrency=16) as load,
+    ):
+        doc = diagnose(healthy, tmp_path, "--load-pid", str(load.pid))
+    assert doc["verdict"]["tier"] == "redis", verdict_text(doc)
+    top = doc["signals"]["redis"]["top_commands"][0]
+    assert top["command"] == "eval"
+
+
+@contextlib.contextmanager
+def cpu_starved(pid: int, cores: float = 0.05) -> Iterator[str]:
+    """The process under a CPU quota (its own cgroup, v1 ``cpu`` controller) like a container
+    with a tiny CPU limit; where cgroups cannot be written, SIGSTOP/SIGCONT duty cycling."""
+    v1 = Path("/sys/fs/cgroup/cpu")
+    if (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):
+        group = v1 / f"keelhaul-test-{uuid.uuid4().hex[:8]}"
+        group.mkdir()
+        try:
+            (group / "cpu.cfs_period_us").write_text("100000")
+            (group / "cpu.cfs_quota_us").write_text(str(int(cores * 100_000)))
+            (group / "cgroup.procs").write_text(str(pid))
+            yield "cgroup"
+        finally:
+            with contextlib.suppress(OSError):
+                (v1 / "cgroup.procs").write_text(str(pid))
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        return
+    stop = threading.Event()
+
+    def cycle() -> None:
+        while not stop.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            stop.wait(0.09)
+            os.kill(pid, signal.SIGCONT)
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=cycle, daemon=True)
+    thread.start()
+    try:
+        yield "sigstop"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_registry_starved_of_cpu_is_named(
+    healthy: StackInfo, tmp_path: Path, hey_binary: str
+) -> None:
+    headers = [bearer(healthy), f"Accept: {MANIFEST}"]
+    with (
+        cpu_starved(healthy.pids["registry"]) as how,
+        hey(hey_binary, manifest_url(healthy), headers=headers, concurrency=16) as load,
+    ):
+        doc = diagnose(healthy, tmp_path, "--load-pid", str(load.pid))
+    assert doc["verdict"]["tier"] == "registry", verdict_text(doc)
+    if how == "cgroup":
+        assert doc["signals"]["tiers"]["registry"]["throttled_share"] >= 0.2
+        assert "cgroup" in doc["verdict"]["title"]
+
+
+def test_profile_command_writes_a_call_graph(
+    healthy: StackInfo, tmp_path: Path, hey_binary: str
+) -> None:
+    """``keelhaul profile`` alone: the warm token path under load, as an SVG call graph."""
+    svg, dot = tmp_path / "callgraph.svg", tmp_path / "callgraph.dot"
+    with hey(hey_binary, token_url(healthy), headers=[basic(healthy)], concurrency=8):
+        done = keelhaul(
+            "profile", "--dir", str(healthy.dir), "--duration", "4",
+            "--out", str(svg), "--dot", str(dot),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "hottest path:" in done.stdout
+    path = done.stdout.split("hottest path:", 1)[1].splitlines()
+    assert sum(1 for line in path if "%" in line) >= 3  # from the worker's loop down
+    assert svg.read_text().lstrip().startswith("<?xml")
+    assert dot.read_text().startswith("digraph callgraph {")

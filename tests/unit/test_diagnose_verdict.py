@@ -1,0 +1,233 @@
+"""The verdict rules on synthetic runs shaped like the real bottlenecks (see diagnose_synth)."""
+
+from __future__ import annotations
+
+import pytest
+from diagnose_synth import Synth, registry_second, token_second
+
+from keelhaul.diagnose.analysis import analyse
+from keelhaul.diagnose.signals import derive
+from keelhaul.diagnose.verdict import HotSpot, decide
+
+pytestmark = pytest.mark.unit
+
+SECONDS = 10
+
+
+def one_sync_worker() -> Synth:
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=470, app=0.0003, upstream=0.031, authn=0.00003, cache="local",
+            inflight=1.0, capacity=1.0, workers=1.0, queue=14.0,
+            tiers={"auth": (0.39, 0.40), "nginx": (0.09, 0.2), "generator": (0.1, 0.17)},
+            host=2.0,
+        )  # fmt: skip
+    return s
+
+
+def bcrypt_no_cache() -> Synth:
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=3, app=2.48, upstream=3.1, authn=2.47, cache="off",
+            inflight=6.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.51, 2.46), "nginx": (0.01, 0.0), "generator": (0.0, 0.0)},
+            host=2.0,
+        )  # fmt: skip
+    return s
+
+
+def proxy_starved() -> Synth:
+    s = Synth()
+    for i in range(SECONDS):
+        token_second(
+            s, rps=150, app=0.001, upstream=0.013, authn=0.0001, cache="local",
+            inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.23, 0.76), "nginx": (0.11, 0.32)},
+            host=2.0, stub={"dropped": 300.0}, listen_nginx=58.0 if i % 2 else 0.0,
+            log_counts={"nginx.conn_exhausted": 300.0},
+            notes={"logs": ["nginx: [alert] 16 worker_connections are not enough"]},
+        )  # fmt: skip
+    return s
+
+
+def healthy_light() -> Synth:
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=20, app=0.0008, upstream=0.002, authn=0.00003, cache="local",
+            inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.08, 0.02), "nginx": (0.01, 0.0), "generator": (0.01, 0.0)},
+            host=1.7,
+        )  # fmt: skip
+    return s
+
+
+def redis_slow() -> Synth:
+    s = Synth()
+    for _ in range(SECONDS):
+        registry_second(
+            s, rps=230, upstream=0.06, handler=0.051, storage=0.0001, inflight=16.0,
+            tiers={"registry": (0.43, 0.66), "redis": (0.42, 0.53), "nginx": (0.02, 0.2)},
+            host=2.0, redis_busy_usec=840_000.0, redis_ping_ms=28.8,
+            top_command=("eval", 41_000.0),
+        )  # fmt: skip
+    return s
+
+
+def registry_throttled() -> Synth:
+    s = Synth()
+    for _ in range(SECONDS):
+        registry_second(
+            s, rps=25, upstream=0.59, handler=0.38, storage=0.0026, inflight=6.0,
+            tiers={"registry": (0.04, 2.96)}, host=2.0, throttle=(10.0, 9.6), cpu_limit=0.05,
+        )  # fmt: skip
+    return s
+
+
+@pytest.mark.parametrize(
+    ("scenario", "tier"),
+    [
+        (one_sync_worker, "token_workers"),
+        (bcrypt_no_cache, "token_cpu"),
+        (proxy_starved, "proxy"),
+        (healthy_light, "none"),
+        (redis_slow, "redis"),
+        (registry_throttled, "registry"),
+    ],
+)
+def test_each_bottleneck_gets_its_verdict(scenario, tier: str) -> None:  # type: ignore[no-untyped-def]
+    verdict = decide(derive(scenario().collection()))
+    assert verdict.tier == tier, verdict.text()
+    assert 1 <= len(verdict.evidence) <= 3
+    assert verdict.next_steps
+
+
+def test_sync_worker_evidence_names_slots_and_queue() -> None:
+    v = decide(derive(one_sync_worker().collection()))
+    assert "every worker slot was taken in 100% of samples" in v.evidence[0]
+    assert "accept queue" in v.evidence[1]
+    assert v.confidence == "high"
+
+
+def test_bcrypt_without_profile_names_the_stage_and_cache() -> None:
+    v = decide(derive(bcrypt_no_cache().collection()))
+    assert any("authn stage" in e and "credential cache: off" in e for e in v.evidence)
+    assert any("credential cache on" in step for step in v.next_steps)
+
+
+def test_bcrypt_with_profile_names_the_function() -> None:
+    hot = HotSpot(
+        "bcrypt.checkpw [native]",
+        0.83,
+        ("Authenticator.authenticate", "bcrypt.checkpw [native]"),
+        4000,
+    )
+    v = decide(derive(bcrypt_no_cache().collection()), hot)
+    assert v.tier == "token_cpu"
+    assert "bcrypt.checkpw" in v.title
+    assert any("83% of the workers' CPU samples in bcrypt.checkpw" in e for e in v.evidence)
+
+
+def test_proxy_evidence_quotes_nginx() -> None:
+    v = decide(derive(proxy_starved().collection()))
+    assert "worker_connections are not enough" in v.evidence[0]
+    assert "dropped" in v.evidence[1]
+
+
+def test_redis_wins_over_the_registry_it_slows_down() -> None:
+    v = decide(derive(redis_slow().collection()))
+    assert v.tier == "redis"
+    assert "EVAL took 41.0 ms per call" in v.evidence[0]
+    assert {f.tier for f in v.also} == {"registry"}
+
+
+def test_throttled_registry_names_its_quota() -> None:
+    v = decide(derive(registry_throttled().collection()))
+    assert "throttled in 96% of CPU periods (limit 0.05 CPUs)" in v.evidence[0]
+
+
+def test_saturated_generator_is_never_mistaken_for_a_slow_server() -> None:
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=300, app=0.0008, upstream=0.002, authn=0.00003, cache="local",
+            inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.3, 0.05), "nginx": (0.05, 0.0), "generator": (1.0, 0.1)},
+            host=1.6, busiest={"generator": 0.98},
+        )  # fmt: skip
+    v = decide(derive(s.collection()))
+    assert v.tier == "load_generator"
+    assert "0.98 of a CPU" in v.evidence[0]
+
+
+def test_server_bottleneck_wins_over_a_saturated_generator_with_a_caveat() -> None:
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=470, app=0.0003, upstream=0.031, authn=0.00003, cache="local",
+            inflight=1.0, capacity=1.0, workers=1.0, queue=14.0,
+            tiers={"auth": (0.5, 0.4), "generator": (1.0, 0.0)}, host=2.0,
+            busiest={"generator": 0.97},
+        )  # fmt: skip
+    v = decide(derive(s.collection()))
+    assert v.tier == "token_workers"
+    assert any("load generator was saturated too" in c for c in v.caveats)
+
+
+def test_no_traffic() -> None:
+    s = Synth()
+    for _ in range(5):
+        s.second(add={"procs": {"host.busy": 0.1, "host.total": 2.0}, "nginx_log": {}})
+    v = decide(derive(s.collection()))
+    assert v.tier == "no_traffic"
+
+
+def test_window_skips_idle_seconds_and_the_ramp() -> None:
+    s = Synth()
+    for _ in range(5):
+        s.second(
+            add={"procs": {"host.busy": 0.1, "host.total": 2.0}, "nginx_log": {"n.token": 0.0}}
+        )
+    healthy = healthy_light()
+    for tick in healthy.ticks[1:]:
+        s.ticks.append(type(tick)(s.t, tick.readings))
+        s.t += 1
+    sig = derive(s.collection())
+    assert sig.seconds == pytest.approx(SECONDS - 1)
+    assert sig.proxy is not None and sig.proxy.rps == pytest.approx(20)
+
+
+def test_other_processes_become_a_caveat_not_a_verdict() -> None:
+    v = decide(derive(healthy_light().collection()))
+    assert any("processes outside the stack used 1.60" in c for c in v.caveats)
+
+
+def test_collector_errors_are_reported() -> None:
+    s = healthy_light()
+    s.second(errors={"registry": "GET /metrics: ReadTimeout"})
+    token_second(
+        s, rps=20, app=0.0008, upstream=0.002, authn=0.00003, cache="local", inflight=0.0,
+        capacity=4000.0, workers=4.0, queue=0.0, tiers={"auth": (0.08, 0.02)}, host=0.2,
+    )  # fmt: skip
+    report = analyse(s.collection())
+    assert report.signals.errors.get("registry") == 1
+
+
+def test_proxy_errors_and_client_failures_are_caveats() -> None:
+    from keelhaul.diagnose.signals import ClientStage
+
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=20, app=0.0008, upstream=0.002, authn=0.00003, cache="local",
+            inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.08, 0.02)}, host=0.3,
+            nginx_extra={"s504.token": 3.0, "err.token": 3.0},
+        )  # fmt: skip
+    client = [ClientStage("token", 200, 7, 20.0, 2.0, 1.5, 9.0)]
+    v = decide(derive(s.collection(), client))
+    # the first busy second is a ramp and left out of the window: 8 seconds x 3
+    assert "nginx answered 24 x 504 to token (the upstream timed out)" in v.caveats
+    assert "the load generator counted failures: token 7" in v.caveats
