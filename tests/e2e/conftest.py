@@ -236,3 +236,51 @@ def tls_skopeo(skopeo_binary: str, tls_stack: StackInfo, tmp_path: Path) -> Skop
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """``cli("stack", "status", ...)``: the keelhaul command as a subprocess."""
     return keelhaul
+
+
+# --- headless Chromium for the self-contained HTML reports ------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@dataclass
+class OpenedPage:
+    """A report opened in Chromium, with what the page said and fetched while loading."""
+
+    page: Any
+    console: list[tuple[str, str]]
+    errors: list[str]
+    requests: list[str]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def open_report(browser: Any) -> Callable[[Path], OpenedPage]:
+    def opener(path: Path) -> OpenedPage:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        opened = OpenedPage(page, [], [], [])
+        page.on("console", lambda m: opened.console.append((m.type, m.text)))
+        page.on("pageerror", lambda e: opened.errors.append(str(e)))
+        page.on("request", lambda r: opened.requests.append(r.url))
+        page.goto(path.as_uri(), wait_until="load")
+        return opened
+
+    return opener

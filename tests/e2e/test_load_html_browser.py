@@ -8,7 +8,6 @@ text from the run must show as text. A screenshot lands in ``tests/artifacts/``.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from keelhaul.load.stats import RunStats
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 T0 = 1_700_000_000
 EVIL = "<script>window.pwned = 1</script><img src=x onerror=alert(1)>"
@@ -84,39 +82,9 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def test_report_renders_cleanly_in_chromium(browser: Any, report_file: Path) -> None:
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
-    console: list[tuple[str, str]] = []
-    errors: list[str] = []
-    requests: list[str] = []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(report_file.as_uri(), wait_until="load")
+def test_report_renders_cleanly_in_chromium(open_report: Any, report_file: Path) -> None:
+    opened = open_report(report_file)
+    page, console, errors, requests = opened.page, opened.console, opened.errors, opened.requests
 
     assert [m for m in console if m[0] in ("error", "warning")] == []
     assert errors == []

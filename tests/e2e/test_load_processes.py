@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "load-report.schema.json").read_text(encoding="utf-8"))
-CHROMIUM = Path("/usr/bin/chromium")
 SMALL = ("--images", "2", "--layers", "1", "--layer-size", "64k")
 PERCENTILES = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "min_ms")
 
@@ -108,32 +106,13 @@ def test_merged_percentiles_are_those_of_all_samples(two_workers: Any) -> None:
             assert row[key] == pytest.approx(getattr(mine, key), abs=1e-6), (row["stage"], key)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def test_the_html_report_of_a_real_run_renders_cleanly(two_workers: Any, browser: Any) -> None:
+def test_the_html_report_of_a_real_run_renders_cleanly(two_workers: Any, open_report: Any) -> None:
     _, _, html, _ = two_workers
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
-    console: list[tuple[str, str]] = []
-    requests: list[str] = []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(html.as_uri(), wait_until="load")
-    assert [m for m in console if m[0] in ("error", "warning")] == []
-    assert requests == [html.as_uri()]
+    opened = open_report(html)
+    page = opened.page
+    assert [m for m in opened.console if m[0] in ("error", "warning")] == []
+    assert opened.errors == []
+    assert opened.requests == [html.as_uri()]
     body = page.inner_text("body")
     for stage in ("image pull", "image push", "login", "blob GET", "upload PATCH"):
         assert stage in body

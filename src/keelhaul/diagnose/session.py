@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from keelhaul.atomicfile import write_text as atomic_write_text
 from keelhaul.diagnose.analysis import Profile, Report, analyse
 from keelhaul.diagnose.client import ClientRun
 from keelhaul.diagnose.model import Collection
@@ -46,13 +47,7 @@ STOP_TIMEOUT = 30.0
 
 def write_text(path: Path, text: str) -> None:
     """Atomically (temporary file + rename), creating the parent directory."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DiagnoseError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic_write_text(path, text, error=DiagnoseError)
 
 
 def write_reports(report: Report, *, json_path: Path | None, html_path: Path | None) -> None:

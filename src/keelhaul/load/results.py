@@ -8,11 +8,11 @@ the checks decide the exit code, so a failed CI run still leaves its evidence.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from keelhaul.atomicfile import write_text as atomic_write_text
 from keelhaul.errors import LoadError
 from keelhaul.load.checks import Check, CheckResult, evaluate
 from keelhaul.load.report_html import render_html
@@ -36,13 +36,7 @@ class Outcome:
 
 def write_text(path: Path, text: str) -> None:
     """Atomically (temporary file + rename), creating the parent directory."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise LoadError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic_write_text(path, text, error=LoadError)
 
 
 def conclude(
