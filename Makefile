@@ -2,9 +2,13 @@
 # themselves on a fresh Debian machine (as root): apt packages, .venv, locked deps.
 SHELL := /bin/bash
 PY    := .venv/bin/python
-APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk hey graphviz chromium
+APT_PACKAGES := docker-registry redis-server nginx-light skopeo wrk hey graphviz chromium \
+	docker.io docker-compose podman debootstrap slapd ldap-utils prometheus \
+	prometheus-node-exporter prometheus-process-exporter prometheus-nginx-exporter prometheus-redis-exporter
 # command that proves each package is installed (same order as APT_PACKAGES)
-APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/hey /usr/bin/dot /usr/bin/chromium
+APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /usr/bin/skopeo /usr/bin/wrk /usr/bin/hey /usr/bin/dot /usr/bin/chromium \
+	/usr/sbin/dockerd /usr/bin/docker-compose /usr/bin/podman /usr/sbin/debootstrap /usr/sbin/slapd /usr/bin/ldapadd /usr/bin/prometheus \
+	/usr/bin/prometheus-node-exporter /usr/bin/prometheus-process-exporter /usr/bin/prometheus-nginx-exporter /usr/bin/prometheus-redis-exporter
 
 .PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token bench-client bench-load bench-diagnose clean
 
