@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keelhaul.atomicfile import write_bytes
 from keelhaul.client.blobfiles import PARTIAL_SUFFIX, FileSink, FileSource
 from keelhaul.client.digest import Verifier, parse_digest
 from keelhaul.client.images import ImageSpec, build, canonical_json
@@ -48,16 +49,6 @@ __all__ = [
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _blob_path(root: Path, digest: str) -> Path:
     try:
         parsed = parse_digest(digest)
@@ -83,7 +74,7 @@ class LayoutWriter:
             (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             marker = self.root / "oci-layout"
             if not marker.exists():
-                _write_atomic(marker, canonical_json({"imageLayoutVersion": "1.0.0"}))
+                write_bytes(marker, canonical_json({"imageLayoutVersion": "1.0.0"}), error=None)
         except OSError as exc:
             raise LayoutError(
                 f"cannot write an OCI layout to {self.root}: {exc.strerror}"
@@ -131,7 +122,7 @@ class LayoutWriter:
         path = self.path(manifest.digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            _write_atomic(path, manifest.raw)
+            write_bytes(path, manifest.raw, error=LayoutError)
 
     def tag(self, descriptor: Descriptor, tag: str | None) -> None:
         """Point ``tag`` at ``descriptor`` in ``index.json`` (other entries are kept)."""
@@ -157,7 +148,7 @@ class LayoutWriter:
             entry["annotations"] = {REF_NAME: tag}
         entries.append(entry)
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-        _write_atomic(self.root / "index.json", canonical_json(index))
+        write_bytes(self.root / "index.json", canonical_json(index), error=LayoutError)
 
 
 def _read_index(root: Path, *, missing_ok: bool = False) -> list[dict[str, Any]]:

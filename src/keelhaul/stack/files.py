@@ -7,13 +7,13 @@ trust) survive from one run to the next.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
 from keelhaul.auth.settings import KeyPair
 from keelhaul.auth.signing import generate_keypair
@@ -35,19 +35,8 @@ class Prepared:
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    """Atomically replace ``path``; the file never exists with wider permissions."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    """Atomically replace ``path``; private (0600) unless said otherwise."""
+    write_text(path, text, mode=mode, error=None)
 
 
 def rotate_log(path: Path) -> None:

@@ -6,15 +6,14 @@ because it holds the users' passwords.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer
 
+from keelhaul.atomicfile import write_text
 from keelhaul.errors import StackError
 
 __all__ = [
@@ -91,21 +90,8 @@ class StackState(BaseModel):
 
 
 def write_state(path: Path, state: StackState) -> None:
-    text = state.model_dump_json(indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    """0600 from the start (it holds passwords), durable before the rename."""
+    write_text(path, state.model_dump_json(indent=2) + "\n", mode=0o600, fsync=True, error=None)
 
 
 def read_state(path: Path) -> StackState | None:

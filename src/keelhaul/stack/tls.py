@@ -9,7 +9,6 @@ client's trust stays valid as long as the CA is kept. ``stack up`` keeps ``ca.cr
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from keelhaul.atomicfile import write_bytes
 
 __all__ = ["ServerTls", "issue_server_cert", "load_or_create_ca"]
 
@@ -51,13 +52,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically, never readable with wider permissions than ``mode``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    tmp.replace(path)
+    write_bytes(path, data, mode=mode, error=None)
 
 
 def load_or_create_ca(
