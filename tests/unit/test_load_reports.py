@@ -12,12 +12,12 @@ import jsonschema
 import pytest
 
 from keelhaul.load import histogram as hdr
-from keelhaul.load.charts import format_clock, nice_ticks
 from keelhaul.load.checks import evaluate, parse_checks
 from keelhaul.load.report_html import render_html
 from keelhaul.load.report_json import ClosedModel, OpenModel, RunInfo, build_report, dumps
 from keelhaul.load.stats import RunStats
 from keelhaul.load.summary import format_bytes, format_ms, render_summary
+from keelhaul.report.charts import format_clock, nice_ticks
 
 pytestmark = pytest.mark.unit
 

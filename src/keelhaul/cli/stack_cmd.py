@@ -275,7 +275,7 @@ def doctor(
     Without config files, examines the local stack in DIR. With them (a remote deployment),
     examines exactly those; --cpus tells the cores there.
     """
-    from keelhaul.stack.doctor import DoctorRequest, diagnose, render_text, request_for_stack
+    from keelhaul.stack.doctor import DoctorRequest, check_stack, render_text, request_for_stack
 
     if registry_configs or auth_configs or nginx_configs:
         request = DoctorRequest(
@@ -293,7 +293,7 @@ def doctor(
         request = request_for_stack(directory, probe=probe)
         if cpus is not None:
             request = dataclasses.replace(request, cpus=cpus, cpus_source="--cpus")
-    report = diagnose(request)
+    report = check_stack(request)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

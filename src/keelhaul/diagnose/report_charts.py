@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from keelhaul.diagnose.targets import TIER_LABELS
-from keelhaul.load.charts import PALETTE, Series, line_chart
+from keelhaul.report.charts import PALETTE, Series, line_chart
+from keelhaul.report.page import swatch
 
-__all__ = ["TIER_COLORS", "charts_section", "swatch"]
+__all__ = ["TIER_COLORS", "charts_section"]
 
 TIER_COLORS = {
     "generator": "#9c755f",
@@ -25,10 +26,6 @@ TIER_COLORS = {
     "diagnosis": "#b07aa1",
     "other": "#bab0ac",
 }
-
-
-def swatch(color: str) -> str:
-    return f'<span class="sw" style="background:{escape(color)}"></span>'
 
 
 Points = list[tuple[float, float | None]]

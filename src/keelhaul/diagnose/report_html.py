@@ -4,7 +4,7 @@ document (so a saved JSON report renders again).
 Verdict first, then the waterfall per stage, the per-tier time series, the signals' tables
 and the call graph. Inline CSS, inline SVG, no script, no font, no link, and a
 Content-Security-Policy of ``default-src 'none'`` that says so to the browser. Charts come
-from the load kit's :mod:`keelhaul.load.charts`; every string from the run is escaped, and
+from the report kit (:mod:`keelhaul.report`); every string from the run is escaped, and
 Graphviz's SVG is embedded only when it carries nothing active.
 """
 
@@ -16,47 +16,22 @@ from html import escape
 from typing import Any
 
 from keelhaul.diagnose.callgraph import short_file
-from keelhaul.diagnose.report_charts import TIER_COLORS, charts_section, swatch
+from keelhaul.diagnose.report_charts import TIER_COLORS, charts_section
 from keelhaul.diagnose.targets import TIER_LABELS
+from keelhaul.report.page import bullets, page, swatch, table
 
 __all__ = ["render_html", "safe_svg"]
 
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _CSS = """
-:root{--bg:#f6f7f9;--card:#fff;--fg:#1d2330;--muted:#5f6b7a;--line:#e3e6eb;--grid:#eceef2;
---bad:#cf222e;--badbg:#ffebe9;--ok:#1a7f37;--okbg:#dafbe1;--code:#f3f4f6}
-@media (prefers-color-scheme:dark){:root{--bg:#0f1218;--card:#171b23;--fg:#e6e9ef;
---muted:#9aa4b2;--line:#2a303b;--grid:#232833;--bad:#f85149;--badbg:#2d1417;--ok:#3fb950;
---okbg:#12261a;--code:#1f2430}}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,
-"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1240px;margin:0 auto;padding:24px}
-header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 18px;margin-bottom:16px}
-h1{font-size:22px;margin:0}h2{font-size:16px;margin:0 0 12px}h3{font-size:13px;margin:0 0 6px}
-.sub{color:var(--muted)}
-section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 18px;
-margin:0 0 16px}
+header{align-items:baseline;gap:8px 18px;margin-bottom:16px}
 section.verdict{border-left:6px solid var(--bad)}
 section.verdict.calm{border-left-color:var(--ok)}
 .tier{font-size:24px;font-weight:700;margin:0 0 4px}
 .title{font-size:15px;margin:0 0 10px}
-.badge{display:inline-block;padding:2px 10px;border-radius:999px;font-weight:600;font-size:12px;
-background:var(--code);color:var(--muted)}
 ul{margin:4px 0 10px;padding-left:20px}li{margin:2px 0}
-.muted{color:var(--muted)}
-.table{overflow-x:auto}
-table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
-th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
-th{color:var(--muted);font-weight:600;font-size:12px}
-th:first-child,td:first-child{text-align:left}
-td.left{text-align:left;white-space:normal;overflow-wrap:anywhere}
-.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
-ul.legend{list-style:none;display:flex;flex-wrap:wrap;gap:4px 14px;margin:8px 0 0;padding:0;
-font-size:12px;color:var(--muted)}
-svg.chart,svg.waterfall{display:block;width:100%;height:auto}
-svg.chart .grid{stroke:var(--grid);stroke-width:1}svg.chart .frame{stroke:var(--line)}
-svg.chart text,svg.waterfall text{fill:var(--muted);font-size:11px;font-family:inherit}
+.sw{vertical-align:initial}
+svg.waterfall{display:block;width:100%;height:auto}
+svg.waterfall text{fill:var(--muted);font-size:11px;font-family:inherit}
 svg.waterfall text.stage{fill:var(--fg);font-size:12px}
 svg.waterfall text.seg{fill:#fff;font-size:10px}
 h3{margin-top:14px}
@@ -64,9 +39,6 @@ h3{margin-top:14px}
 .callgraph{overflow:auto;max-height:1100px;border:1px solid var(--line);border-radius:8px;
 background:#fff}
 .callgraph svg{display:block;height:auto;max-width:none}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;font:12px ui-monospace,SFMono-Regular,Menlo,
-Consolas,monospace;background:var(--code);padding:8px;border-radius:6px;margin:0}
-footer{color:var(--muted);font-size:12px;text-align:center;padding:8px}
 """
 
 _ACTIVE = re.compile(
@@ -101,11 +73,6 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _items(values: Sequence[str], cls: str = "") -> str:
-    attr = f' class="{cls}"' if cls else ""
-    return f"<ul{attr}>" + "".join(f"<li>{escape(v)}</li>" for v in values) + "</ul>"
-
-
 def _verdict(doc: Mapping[str, Any]) -> str:
     v = doc["verdict"]
     calm = " calm" if v["tier"] in ("none", "no_traffic") else ""
@@ -115,17 +82,17 @@ def _verdict(doc: Mapping[str, Any]) -> str:
         f'<p class="tier">{escape(v["label"])}</p>',
         f'<p class="title">{escape(v["title"])} {confidence}</p>',
         "<h3>Evidence</h3>",
-        _items(v["evidence"]),
+        bullets(v["evidence"]),
         "<h3>What to try next</h3>",
-        _items(v["next_steps"]),
+        bullets(v["next_steps"]),
     ]
     if v["also"]:
         parts += [
             "<h3>Also saturated</h3>",
-            _items([f"{f['label']}: {f['title']}" for f in v["also"]]),
+            bullets([f"{f['label']}: {f['title']}" for f in v["also"]]),
         ]
     if v["caveats"]:
-        parts += ["<h3>Caveats</h3>", _items(v["caveats"], "muted")]
+        parts += ["<h3>Caveats</h3>", bullets(v["caveats"], "muted")]
     parts.append("</section>")
     return "".join(parts)
 
@@ -203,13 +170,6 @@ def _waterfalls(doc: Mapping[str, Any]) -> str:
     )
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Cells are HTML already (escaped by the caller)."""
-    th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="table"><table><tr>{th}</tr>{body}</table></div>'
-
-
 def _tier_rows(tiers: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     return [
         [
@@ -241,7 +201,7 @@ def _tables(doc: Mapping[str, Any]) -> str:
         '<section id="signals"><h2>Signals</h2>',
         f'<p class="muted">{sig["cores"]} CPUs; host busy {_pct(sig["host_busy"])}; '
         f"other processes used {_num(sig['other_cores'])} CPUs.</p>",
-        _table(
+        table(
             ["tier", "CPU", "waiting for CPU", "busiest thread", "processes", "RSS MiB",
              "throttled", "CPU limit"],
             _tier_rows(sig["tiers"]),
@@ -251,7 +211,7 @@ def _tables(doc: Mapping[str, Any]) -> str:
     if proxy and proxy["stages"]:
         head = ["stage", "req/s", "errors", "request ms", "p99 ms", "connect ms", "header ms",
                 "nginx's own ms"]  # fmt: skip
-        parts += ["<h3>Proxy, per stage</h3>", _table(head, _stage_rows(proxy["stages"]))]
+        parts += ["<h3>Proxy, per stage</h3>", table(head, _stage_rows(proxy["stages"]))]
     redis = sig.get("redis")
     if redis and redis["top_commands"]:
         rows = [
@@ -264,7 +224,7 @@ def _tables(doc: Mapping[str, Any]) -> str:
             for c in redis["top_commands"]
         ]
         head = ["command", "share of busy time", "µs per call", "calls/s"]
-        parts += ["<h3>Redis commands, busiest first</h3>", _table(head, rows)]
+        parts += ["<h3>Redis commands, busiest first</h3>", table(head, rows)]
     if doc.get("evidence_log"):
         lines = "\n".join(doc["evidence_log"])
         parts.append(f"<h3>From the logs</h3><pre>{escape(lines)}</pre>")
@@ -299,7 +259,7 @@ def _profile(doc: Mapping[str, Any]) -> str:
             for row in top
         ]
         head = ["function", "file", "self", "total"]
-        parts += ["<h3>Where the samples were (self)</h3>", _table(head, rows)]
+        parts += ["<h3>Where the samples were (self)</h3>", table(head, rows)]
     parts.append("</section>")
     return "".join(parts)
 
@@ -309,23 +269,17 @@ def render_html(doc: Mapping[str, Any]) -> str:
     window = doc["window"]
     stack = (doc.get("watched") or {}).get("stack_dir", "")
     title = f"keelhaul diagnosis: {v['label']}"
-    return "".join(
-        [
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
-            "<header><h1>keelhaul diagnosis</h1>",
-            f'<span class="sub">{escape(str(stack))} · {escape(str(window.get("start") or ""))} · '
-            f"{window['seconds']:.0f} s with traffic, {window['samples']} samples</span>",
-            "</header>",
-            _verdict(doc),
-            _waterfalls(doc),
-            charts_section(doc["series"]),
-            _profile(doc),
-            _tables(doc),
-            f"<footer>keelhaul {escape(doc['keelhaul_version'])} · {escape(doc['schema'])} · "
-            "self-contained: no scripts, fonts or external resources</footer>",
-            "</main></body></html>\n",
-        ]
+    header = (
+        "<h1>keelhaul diagnosis</h1>"
+        f'<span class="sub">{escape(str(stack))} · {escape(str(window.get("start") or ""))} · '
+        f"{window['seconds']:.0f} s with traffic, {window['samples']} samples</span>"
     )
+    body = [
+        _verdict(doc),
+        _waterfalls(doc),
+        charts_section(doc["series"]),
+        _profile(doc),
+        _tables(doc),
+    ]
+    footer = f"keelhaul {doc['keelhaul_version']} · {doc['schema']}"
+    return page(title=title, header=header, body=body, footer=footer, css=_CSS)

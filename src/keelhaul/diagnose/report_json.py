@@ -7,11 +7,9 @@ with traffic the verdict was made from.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 from keelhaul import __version__
@@ -19,28 +17,12 @@ from keelhaul.diagnose.analysis import Report
 from keelhaul.diagnose.model import Tick
 from keelhaul.diagnose.series import gauge_series, intervals, rate_series, sum_rate_series
 from keelhaul.diagnose.signals import TIERS
+from keelhaul.report.jsondoc import clean, dumps, iso
 
 __all__ = ["SCHEMA", "build_document", "dumps", "time_series"]
 
 SCHEMA = "keelhaul.diagnose/v1"
 MAX_STAGES = 6
-
-
-def _iso(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity; floats rounded past the microsecond."""
-    if isinstance(value, float):
-        return round(value, 6) if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _values(points: Sequence[tuple[float, float | None]]) -> list[float | None]:
@@ -128,11 +110,11 @@ def build_document(report: Report) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "keelhaul_version": __version__,
-        "generated_at": _iso(ticks[-1].t) if ticks else None,
+        "generated_at": iso(ticks[-1].t) if ticks else None,
         "watched": dict(report.meta),
         "window": {
-            "start": _iso(s.start) if s.start else None,
-            "end": _iso(s.end) if s.end else None,
+            "start": iso(s.start) if s.start else None,
+            "end": iso(s.end) if s.end else None,
             "start_s": s.start - t0 if ticks else 0.0,
             "end_s": s.end - t0 if ticks else 0.0,
             "seconds": s.seconds,
@@ -165,8 +147,4 @@ def build_document(report: Report) -> dict[str, Any]:
             "dot": p.dot,
             "svg": p.svg,
         }
-    return _clean(doc)  # type: ignore[no-any-return]
-
-
-def dumps(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return clean(doc)  # type: ignore[no-any-return]

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from keelhaul.load.charts import PALETTE, Series, line_chart
 from keelhaul.load.stats import AGGREGATED, STAGE_ORDER
+from keelhaul.report.charts import PALETTE, Series, line_chart
 
 __all__ = ["AGG_COLOR", "MAX_POINTS", "report_charts", "stage_colors"]
 

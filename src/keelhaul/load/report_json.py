@@ -7,17 +7,15 @@ so an HTML report can be made again from a saved JSON file.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from keelhaul import __version__
 from keelhaul.load import histogram as hdr
 from keelhaul.load.checks import CheckResult
 from keelhaul.load.stats import AGGREGATED, RunStats, StageSummary
+from keelhaul.report.jsondoc import dumps, iso, num
 
 __all__ = ["SCHEMA", "ClosedModel", "OpenModel", "RunInfo", "build_report", "dumps"]
 
@@ -65,15 +63,7 @@ class RunInfo:
 
 
 def _iso(epoch: float) -> str:
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _num(value: float | None) -> float | None:
-    """JSON has no NaN or infinity; round away float noise past the microsecond."""
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, 6)
+    return iso(epoch, "milliseconds")
 
 
 def _row(row: StageSummary) -> dict[str, Any]:
@@ -81,18 +71,18 @@ def _row(row: StageSummary) -> dict[str, Any]:
         "stage": row.name,
         "count": row.count,
         "failures": row.failures,
-        "fail_ratio": _num(row.fail_ratio),
-        "rps": _num(row.rps),
-        "p50_ms": _num(row.p50_ms),
-        "p90_ms": _num(row.p90_ms),
-        "p95_ms": _num(row.p95_ms),
-        "p99_ms": _num(row.p99_ms),
-        "p999_ms": _num(row.p999_ms),
-        "min_ms": _num(row.min_ms),
-        "max_ms": _num(row.max_ms),
-        "mean_ms": _num(row.mean_ms),
+        "fail_ratio": num(row.fail_ratio),
+        "rps": num(row.rps),
+        "p50_ms": num(row.p50_ms),
+        "p90_ms": num(row.p90_ms),
+        "p95_ms": num(row.p95_ms),
+        "p99_ms": num(row.p99_ms),
+        "p999_ms": num(row.p999_ms),
+        "min_ms": num(row.min_ms),
+        "max_ms": num(row.max_ms),
+        "mean_ms": num(row.mean_ms),
         "bytes": row.bytes,
-        "bytes_per_s": _num(row.bytes_per_s),
+        "bytes_per_s": num(row.bytes_per_s),
     }
 
 
@@ -108,8 +98,8 @@ def _model(info: RunInfo, stats: RunStats) -> dict[str, Any]:
         "scheduled": it.scheduled,
         "late": it.late,
         "dropped": it.dropped,
-        "max_lag_ms": _num(it.max_lag_ms),
-        "mean_lag_ms": _num(it.mean_lag_ms),
+        "max_lag_ms": num(it.max_lag_ms),
+        "mean_lag_ms": num(it.mean_lag_ms),
         "timeline": [{"t": t, "late": late, "dropped": d} for t, late, d in it.per_second],
     }
 
@@ -121,8 +111,8 @@ def _check(result: CheckResult) -> dict[str, Any]:
         "stage": check.stage,
         "metric": check.metric,
         "op": check.op,
-        "threshold": _num(check.threshold),
-        "actual": _num(result.actual),
+        "threshold": num(check.threshold),
+        "actual": num(result.actual),
         "passed": result.passed,
         "reason": result.reason,
     }
@@ -145,13 +135,13 @@ def build_report(
             "target": info.target,
             "started_at": _iso(info.started_at),
             "ended_at": _iso(info.started_at + info.duration_s),
-            "started_at_epoch": _num(info.started_at),
-            "duration_s": _num(info.duration_s),
+            "started_at_epoch": num(info.started_at),
+            "duration_s": num(info.duration_s),
             "mode": info.mode,
             "processes": info.processes,
             "hosts": info.hosts,
             "model": _model(info, stats),
-            "scenario": {name: _num(weight) for name, weight in info.scenario.items()},
+            "scenario": {name: num(weight) for name, weight in info.scenario.items()},
             "keelhaul_version": info.keelhaul_version,
             "locust_version": info.locust_version,
             "labels": dict(info.labels),
@@ -186,9 +176,9 @@ def build_report(
                     "count": p.count,
                     "failures": p.failures,
                     "bytes": p.bytes,
-                    "p50_ms": _num(p.p50_ms),
-                    "p95_ms": _num(p.p95_ms),
-                    "p99_ms": _num(p.p99_ms),
+                    "p50_ms": num(p.p50_ms),
+                    "p95_ms": num(p.p95_ms),
+                    "p99_ms": num(p.p99_ms),
                 }
                 for p in stats.timeline(1)
             ],
@@ -198,8 +188,3 @@ def build_report(
         names = [*(r.name for r in stages), AGGREGATED]
         document["histograms"] = {name: stats.histogram(name) for name in names}
     return document
-
-
-def dumps(document: Mapping[str, Any]) -> str:
-    """Stable text: keys in the order built, two-space indent, UTF-8 kept, newline at end."""
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

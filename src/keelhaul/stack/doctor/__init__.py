@@ -30,7 +30,7 @@ __all__ = [
     "Finding",
     "Report",
     "Snapshot",
-    "diagnose",
+    "check_stack",
     "examine",
     "render_text",
     "request_for_stack",
@@ -54,5 +54,6 @@ def examine(snapshot: Snapshot) -> Report:
     )
 
 
-def diagnose(request: DoctorRequest, *, now: datetime | None = None) -> Report:
+def check_stack(request: DoctorRequest, *, now: datetime | None = None) -> Report:
+    """Collect (files, live probes) and examine: what `keelhaul stack doctor` runs."""
     return examine(collect(request, now=now))
