@@ -64,9 +64,9 @@ venv: .venv/.installed
 	.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# Re-pin after editing pyproject.toml dependencies (needs pip-tools; not run by CI).
+# Re-pin after editing pyproject.toml dependencies (pip-tools, pinned; not run by CI).
 lock: venv
-	.venv/bin/python -m pip install -q pip-tools
+	.venv/bin/python -m pip install -q pip-tools==7.4.1
 	.venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --all-extras --all-build-deps \
 	  --no-emit-find-links --no-emit-index-url -o locks/dev.txt pyproject.toml
 	.venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --extra auth \

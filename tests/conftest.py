@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from keelhaul.netutil import free_port, wait_for_port
+from keelhaul.netutil import free_port
+from support.servers import RedisServer, spawn_redis
 
 
 @pytest.fixture(autouse=True)
@@ -23,58 +21,12 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@dataclass
-class RedisServer:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def start(self) -> None:
-        """(Re)start on the same port, e.g. after a test killed it."""
-        self.proc = _spawn_redis(self.port, self.log)
-
-
-def _spawn_redis(port: int, log: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if not wait_for_port("127.0.0.1", port, 10):
-        proc.kill()
-        raise RuntimeError(f"redis-server did not start; see {log}")
-    return proc
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server on a free loopback port, stopped by pid afterwards."""
     port = free_port()
     log = tmp_path / "redis.log"
-    server = RedisServer(port=port, proc=_spawn_redis(port, log), log=log)
+    server = RedisServer(port=port, proc=spawn_redis(port, log), log=log)
     try:
         yield server
     finally:

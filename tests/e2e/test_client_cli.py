@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Skopeo, StackInfo
+    from tests.e2e.conftest import Skopeo
+
+    from support.stacks import StackInfo
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import StackInfo
+    from support.stacks import StackInfo
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 PROBE = Path(__file__).with_name("locust_client_probe.py")
 

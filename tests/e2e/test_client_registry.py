@@ -28,9 +28,9 @@ from keelhaul.errors import (
 )
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import StackInfo
+    from support.stacks import StackInfo
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 MIB = 1 << 20
 

@@ -21,7 +21,7 @@ from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.registry import RegistryClient
 from keelhaul.errors import RepositoryNotFound
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 TAGS = sorted(f"v{i:02d}" for i in range(11))
 

@@ -28,7 +28,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import StackInfo, clean_env, keelhaul, running_stack
+from support.stacks import StackInfo, clean_env, keelhaul, running_stack
 
 pytestmark = pytest.mark.e2e
 

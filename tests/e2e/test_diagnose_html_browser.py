@@ -9,7 +9,6 @@ A screenshot lands in ``tests/artifacts/``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,7 @@ from keelhaul.diagnose.callgraph import build, parse_collapsed
 from keelhaul.diagnose.profile import analyse_profile
 from keelhaul.diagnose.report_html import render_html
 from keelhaul.diagnose.report_json import build_document
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from diagnose_synth import Synth, token_second
+from support.diagnose_synth import Synth, token_second
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ import pytest
 from keelhaul.load.stats import AGGREGATED, RunStats
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import StackInfo
+    from support.stacks import StackInfo
 
 pytestmark = pytest.mark.e2e
 

@@ -26,7 +26,7 @@ from keelhaul.client.registry import RegistryClient
 from keelhaul.errors import RepositoryNotFound
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import StackInfo
+    from support.stacks import StackInfo
 
 pytestmark = pytest.mark.e2e
 

@@ -23,8 +23,8 @@ from keelhaul.auth.signing import generate_keypair
 from keelhaul.netutil import free_port
 
 if TYPE_CHECKING:
-    from tests.conftest import RedisServer
-    from tests.e2e.conftest import StackInfo
+    from support.servers import RedisServer
+    from support.stacks import StackInfo
 
 pytestmark = pytest.mark.e2e
 

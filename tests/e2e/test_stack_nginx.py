@@ -23,7 +23,9 @@ import pytest
 from keelhaul.client import write_image
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Skopeo, StackInfo
+    from tests.e2e.conftest import Skopeo
+
+    from support.stacks import StackInfo
 
 pytestmark = pytest.mark.e2e
 

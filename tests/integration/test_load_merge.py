@@ -90,6 +90,8 @@ def test_merged_counts_are_the_sums_of_the_workers(run: dict[str, Any]) -> None:
 
 def test_merged_percentiles_are_those_of_all_samples(run: dict[str, Any]) -> None:
     master = run["master"]
+    # every stage and the aggregate were compared: an empty result cannot pass
+    assert set(run["union_percentiles_us"]) == {*STAGES, "Aggregated"}
     for stage, expected_us in run["union_percentiles_us"].items():
         keys = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms")
         assert [round(master[stage][k] * 1000) for k in keys] == expected_us, stage

@@ -29,7 +29,7 @@ from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.tls import issue_server_cert
 
 if TYPE_CHECKING:
-    from tests.conftest import RedisServer
+    from support.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from diagnose_synth import Synth, token_second
 
 from keelhaul.diagnose.analysis import Profile, analyse
 from keelhaul.diagnose.client import client_from_report
@@ -14,6 +13,7 @@ from keelhaul.diagnose.report_html import render_html, safe_svg
 from keelhaul.diagnose.report_json import SCHEMA, build_document, dumps
 from keelhaul.diagnose.summary import render_text
 from keelhaul.diagnose.verdict import HotSpot
+from support.diagnose_synth import Synth, token_second
 
 pytestmark = pytest.mark.unit
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from diagnose_synth import Synth, registry_second, token_second
 
 from keelhaul.diagnose.analysis import analyse
 from keelhaul.diagnose.signals import derive
 from keelhaul.diagnose.verdict import HotSpot, decide
+from support.diagnose_synth import Synth, registry_second, token_second
 
 pytestmark = pytest.mark.unit
 
