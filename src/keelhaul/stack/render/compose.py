@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from keelhaul.stack.plan import StackPlan
+from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.render.material import (
     AUTH_CONFIG_ENV,
     METRICS_DIR,
@@ -25,7 +26,7 @@ from keelhaul.stack.render.material import (
 )
 from keelhaul.stack.render.settings import DeploySettings
 
-__all__ = ["COMPOSE_FILES", "compose_yaml", "redis_command", "render_compose"]
+__all__ = ["COMPOSE_FILES", "compose_yaml", "render_compose"]
 
 COMPOSE_FILES = {
     "registry.yml": "config/registry.yml",
@@ -41,22 +42,6 @@ COMPOSE_FILES = {
     "tls.key": "secrets/tls.key",
 }
 """Artifact -> its path relative to ``compose.yaml``."""
-
-
-def redis_command(plan: StackPlan) -> list[str]:
-    """Like the local stack's Redis, but reached over the container network: protected
-    mode is off (it refuses non-loopback clients without a password) and the network is
-    internal to the stack."""
-    return [
-        "redis-server",
-        "--bind", plan.bind("redis").rpartition(":")[0],
-        "--port", str(plan.ports["redis"]),
-        "--protected-mode", "no",
-        "--save", "",
-        "--appendonly", "no",
-        "--maxmemory", "256mb",
-        "--maxmemory-policy", "allkeys-lru",
-    ]  # fmt: skip
 
 
 def _mount(artifact: str, target: str) -> str:
@@ -89,7 +74,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     if plan.settings.redis:
         services["redis"] = {
             "image": images.redis,
-            "command": redis_command(plan),
+            "command": redis_argv("redis-server", plan),
             "user": f"{REDIS_UID}:{REDIS_UID}",
             "read_only": True,
             "networks": ["backend"],

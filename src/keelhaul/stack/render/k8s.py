@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from keelhaul.stack.plan import StackPlan
-from keelhaul.stack.render.compose import redis_command
+from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.render.kube import (
     base,
     config_volume,
@@ -120,7 +120,7 @@ def _redis(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
     container = {
         "name": "redis",
         "image": deploy.images.redis,
-        "command": redis_command(plan),
+        "command": redis_argv("redis-server", plan),
         "ports": [{"name": "redis", "containerPort": port}],
         "readinessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 5},
         "livenessProbe": tcp_probe(port),
