@@ -137,6 +137,10 @@ def test_state_records_prometheus_and_its_components(monitored: Path) -> None:
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
 
+    mapping = yaml.safe_load((monitored / "config" / "tiers.yaml").read_text())
+    assert mapping["cpu_source"] == "process-exporter"
+    assert list(mapping["tiers"]) == list(TIERS)
+
     status = cli("stack", "status", "--dir", str(monitored), "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     components = json.loads(status.stdout)["components"]

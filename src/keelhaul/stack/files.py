@@ -20,7 +20,12 @@ from keelhaul.auth.settings import KeyPair
 from keelhaul.auth.signing import generate_keypair
 from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
 from keelhaul.stack.layout import StackLayout
-from keelhaul.stack.monitoring import monitoring_yaml, process_exporter_config, prometheus_config
+from keelhaul.stack.monitoring import (
+    monitoring_yaml,
+    process_exporter_config,
+    process_tier_mapping,
+    prometheus_config,
+)
 from keelhaul.stack.nginx import render_nginx_conf
 from keelhaul.stack.plan import HOST, USERS, StackPlan
 from keelhaul.stack.registry import registry_yaml, render_registry_config
@@ -74,7 +79,8 @@ def nginx_user() -> str | None:
 
 
 def write_monitoring_configs(plan: StackPlan, layout: StackLayout) -> None:
-    """Prometheus' scrape config and the process groups; Prometheus' data is kept."""
+    """Prometheus' scrape config, the process groups and the diagnosis' tier mapping;
+    Prometheus' data is kept."""
     layout.prometheus_data.mkdir(mode=0o700, exist_ok=True)
     write_text(layout.prometheus_config, monitoring_yaml(prometheus_config(plan)), mode=0o600)
     write_text(
@@ -82,6 +88,7 @@ def write_monitoring_configs(plan: StackPlan, layout: StackLayout) -> None:
         monitoring_yaml(process_exporter_config(plan)),
         mode=0o600,
     )
+    write_text(layout.tiers_file, monitoring_yaml(process_tier_mapping(plan)), mode=0o600)
 
 
 def prepare_files(plan: StackPlan, layout: StackLayout) -> Prepared:

@@ -6,7 +6,8 @@
       stack.json          state: URLs, users and passwords, pids (mode 0600)
       .lock               held while `up`/`down` run
       config/             registry.yml, auth.yml, nginx.conf, htpasswd (0600);
-                          with --monitoring: prometheus.yml, process-exporter.yml
+                          with --monitoring: prometheus.yml, process-exporter.yml,
+                          tiers.yaml (the diagnosis' --tiers mapping for this stack)
       keys/               token signing key + certificate, bundle.pem for the registry;
                           with --tls: ca.crt (give it to clients), ca.key, proxy.crt/.key
       data/               registry storage (kept by `down` and by restarts)
@@ -95,6 +96,10 @@ class StackLayout:
     @property
     def process_exporter_config(self) -> Path:
         return self.config_dir / "process-exporter.yml"
+
+    @property
+    def tiers_file(self) -> Path:
+        return self.config_dir / "tiers.yaml"
 
     @property
     def prometheus_data(self) -> Path:

@@ -35,8 +35,10 @@ __all__ = [
     "monitoring_yaml",
     "process_exporter_config",
     "process_groups",
+    "process_tier_mapping",
     "prometheus_args",
     "prometheus_config",
+    "stack_tiers",
     "tier_matchers",
 ]
 
@@ -235,6 +237,28 @@ def process_groups(plan: StackPlan) -> list[dict[str, Any]]:
 
 def process_exporter_config(plan: StackPlan) -> dict[str, Any]:
     return {"process_names": process_groups(plan)}
+
+
+# ------------------------------------------------------------------ tier mapping
+
+
+def stack_tiers(plan: StackPlan) -> list[str]:
+    """The tiers this stack has (no Redis with ``--no-redis``)."""
+    return [tier for tier in TIERS if tier in plan.ports]
+
+
+def process_tier_mapping(plan: StackPlan) -> dict[str, Any]:
+    """The diagnosis' ``--tiers`` file where CPU comes from process-exporter (the local
+    stack, compose, VMs): the tier's process group and the tier's own job."""
+    return {
+        "version": 1,
+        "cpu_source": "process-exporter",
+        "host": 'job="node"',
+        "tiers": {
+            tier: {"cpu": f'job="process",groupname="{tier}"', "metrics": f'job="{tier}"'}
+            for tier in stack_tiers(plan)
+        },
+    }
 
 
 def monitoring_yaml(document: Mapping[str, Any]) -> str:

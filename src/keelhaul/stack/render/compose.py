@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from keelhaul.stack.authconf import auth_args
 from keelhaul.stack.plan import StackPlan
 from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.render.material import (
@@ -24,6 +25,7 @@ from keelhaul.stack.render.material import (
     REDIS_UID,
     REGISTRY_UID,
 )
+from keelhaul.stack.render.monitoring import compose_services
 from keelhaul.stack.render.settings import DeploySettings
 
 __all__ = ["COMPOSE_FILES", "compose_yaml", "render_compose"]
@@ -151,12 +153,21 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "mem_limit": "256m",
         "restart": "unless-stopped",
     }
+    if plan.settings.monitoring:
+        # the process-exporter's auth group knows the token service by this command line
+        services["auth"]["command"] = ["keelhaul", *auth_args(plan)]
+        services.update(compose_services(plan, deploy))
     for service in services.values():
         if not service.get("depends_on", True):
             del service["depends_on"]
     document: dict[str, Any] = {"name": "keelhaul", "services": services}
+    volumes: dict[str, Any] = {}
     if plan.storage.driver == "filesystem":
-        document["volumes"] = {"registry-data": {}}
+        volumes["registry-data"] = {}
+    if plan.settings.monitoring:
+        volumes["prometheus-data"] = {}
+    if volumes:
+        document["volumes"] = volumes
     document["networks"] = {"backend": {"internal": True}, "edge": {}}
     return document
 
