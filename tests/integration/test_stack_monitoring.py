@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ import httpx
 import pytest
 import yaml
 
+from keelhaul.errors import MissingBinaryError
+from keelhaul.stack import Stack, StackSettings
 from keelhaul.stack.monitoring import TIERS
 from keelhaul.stack.procs import is_alive
 
@@ -227,3 +230,21 @@ def test_down_leaves_no_process(monitored: Path) -> None:
         assert f"{name} (pid {state['pids'][name]})" in down.stdout
     left = {name: [p for p in pids if is_alive(p)] for name, pids in families.items()}
     assert not any(left.values()), left
+
+
+def test_a_missing_exporter_is_named_with_its_package_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bin"
+    path.mkdir()
+    for binary in ("redis-server", "docker-registry", "nginx", "prometheus"):
+        found = shutil.which(binary)
+        assert found is not None
+        (path / binary).symlink_to(found)
+    directory = tmp_path / "stack"
+    stack = Stack(directory, StackSettings(monitoring=True), environ={"PATH": str(path)})
+    with pytest.raises(MissingBinaryError) as caught:
+        stack.up()
+    assert caught.value.package == "prometheus-node-exporter"
+    assert "apt-get install prometheus-node-exporter" in str(caught.value)
+    assert not (directory / "stack.json").exists()
