@@ -119,14 +119,21 @@ def test_tier_mapping_names_the_rendered_containers_and_labels() -> None:
     pods = _pods(_manifests())
     assert list(mapping["tiers"]) == TIERS
     for tier, matchers in mapping["tiers"].items():
-        cpu = dict(re.findall(r'(\w+)="([^"]*)"', matchers["cpu"]))
-        assert cpu == {"namespace": "keelhaul", "container": tier}
+        cpu = dict(re.findall(r'(\w+)=~?"([^"]*)"', matchers["cpu"]))
+        assert cpu == {"namespace": "keelhaul", "container": tier, "pod": f"{tier}-.*"}
         assert cpu["container"] in [c["name"] for c in pods[tier]["spec"]["containers"]]
         metrics = dict(re.findall(r'(\w+)="([^"]*)"', matchers["metrics"]))
         label = pods[tier]["metadata"]["labels"]["app.kubernetes.io/name"]
         assert metrics == {"namespace": "keelhaul", "app_kubernetes_io_name": label}
+    assert mapping["host"] == ""  # no node-exporter on Kubernetes
     no_redis = yaml.safe_load(monitoring_files(*_plan("k8s", redis=False))["tiers.yaml"])
     assert list(no_redis["tiers"]) == ["nginx", "auth", "registry"]
+    anywhere = DeploySettings(target="k8s")
+    plan = plan_for(StackSettings(monitoring=True), anywhere)
+    unscoped = yaml.safe_load(monitoring_files(plan, anywhere)["tiers.yaml"])
+    assert unscoped["tiers"]["nginx"]["cpu"] == 'container="nginx",pod=~"nginx-.*"'
+    config = yaml.safe_load(monitoring_files(plan, anywhere)["config/prometheus.yml"])
+    assert config["scrape_configs"][0]["kubernetes_sd_configs"] == [{"role": "pod"}]
 
 
 def test_cluster_scrape_config_keeps_the_namespaces_annotated_pods_as_tier_jobs() -> None:

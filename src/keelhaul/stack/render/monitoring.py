@@ -184,10 +184,6 @@ def prometheus_peer() -> dict[str, Any]:
     return {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(PROMETHEUS_SELECTOR)}}
 
 
-def _namespace(deploy: DeploySettings) -> str:
-    return deploy.namespace or "default"
-
-
 def kube_prometheus_config(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     """A scrape config for the cluster's Prometheus: the namespace's annotated pods (job =
     the tier), and the kubelets' cAdvisor through the API server (CPU, throttling)."""
@@ -206,9 +202,7 @@ def kube_prometheus_config(plan: StackPlan, deploy: DeploySettings) -> dict[str,
         "scrape_configs": [
             {
                 "job_name": f"{APP}-pods",
-                "kubernetes_sd_configs": [
-                    {"role": "pod", "namespaces": {"names": [_namespace(deploy)]}}
-                ],
+                "kubernetes_sd_configs": [_pod_discovery(deploy)],
                 "relabel_configs": [
                     _keep("__meta_kubernetes_pod_annotation_prometheus_io_scrape", "true"),
                     _keep("__meta_kubernetes_pod_label_app_kubernetes_io_part_of", APP),
@@ -250,6 +244,15 @@ def kube_prometheus_config(plan: StackPlan, deploy: DeploySettings) -> dict[str,
     }
 
 
+def _pod_discovery(deploy: DeploySettings) -> dict[str, Any]:
+    """The namespace's pods; without ``--namespace``, every namespace's (the keep rules
+    still take only keelhaul's annotated pods)."""
+    discovery: dict[str, Any] = {"role": "pod"}
+    if deploy.namespace:
+        discovery["namespaces"] = {"names": [deploy.namespace]}
+    return discovery
+
+
 def _keep(label: str, value: str) -> dict[str, Any]:
     return {"source_labels": [label], "action": "keep", "regex": value}
 
@@ -259,18 +262,19 @@ def _copy(label: str, target: str) -> dict[str, Any]:
 
 
 def kube_tier_mapping(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
-    """CPU from cAdvisor by namespace and container name (the tier's own container, not
-    its exporter sidecar); metrics by the pods' ``app.kubernetes.io/name`` label, which
-    both the rendered scrape config and the usual annotation-based ones copy."""
-    ns = _namespace(deploy)
+    """CPU from cAdvisor by namespace, container name (the tier's own container, not its
+    exporter sidecar) and the Deployment's pods; metrics by the pods'
+    ``app.kubernetes.io/name`` label, which both the rendered scrape config and the usual
+    annotation-based ones copy. No node-exporter is rendered: ``host`` is empty."""
+    ns = f'namespace="{deploy.namespace}",' if deploy.namespace else ""
     return {
         "version": 1,
         "cpu_source": "cadvisor",
-        "host": 'id="/"',
+        "host": "",
         "tiers": {
             tier: {
-                "cpu": f'namespace="{ns}",container="{tier}"',
-                "metrics": f'namespace="{ns}",app_kubernetes_io_name="{tier}"',
+                "cpu": f'{ns}container="{tier}",pod=~"{tier}-.*"',
+                "metrics": f'{ns}app_kubernetes_io_name="{tier}"',
             }
             for tier in stack_tiers(plan)
         },
