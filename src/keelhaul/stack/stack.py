@@ -243,6 +243,7 @@ class Stack:
         """
         say = progress or (lambda _msg: None)
         names = components_for(changes)
+        self._running()  # a clear error before the lock file would be created
         with self._locked():
             state = self._running()
             try:

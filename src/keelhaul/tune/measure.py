@@ -20,6 +20,8 @@ from keelhaul.errors import TuneError
 __all__ = ["LoadShape", "StepReports", "load_argv", "run_step"]
 
 EXIT_CHECKS_FAILED = 6
+STOP_TIMEOUT_S = 3.0
+"""Flows still running at the end get this long: a slow stack must not stretch each step."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class StepReports:
 
 
 def load_argv(shape: LoadShape, out: Path, stack_dir: Path | None) -> list[str]:
-    argv = [sys.executable, "-m", "keelhaul", "load", "--run-time", f"{shape.seconds:g}s"]
+    argv = [sys.executable, "-m", "keelhaul", "load", "--run-time", f"{shape.seconds:g}s",
+            "--stop-timeout", f"{STOP_TIMEOUT_S:g}s"]  # fmt: skip
     if stack_dir is not None:
         argv += ["--stack-dir", str(stack_dir), "--keep-stack"]
     if shape.mix:

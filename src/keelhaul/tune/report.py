@@ -44,15 +44,18 @@ def _row(step: Step) -> list[str]:
         step.label,
         verdict,
         step.change or "-",
-        "-" if m is None else f"{m.rps:.1f}",
+        "-" if m is None else f"{m.flows_per_s:.1f}",
+        "-" if m is None else f"{m.rps:.0f}",
         "-" if m is None else _ms(m.p50_ms),
         "-" if m is None else _ms(m.p95_ms),
-        "-" if m is None else f"{m.failures}",
+        "-" if m is None else f"{100 * m.fail_ratio:.0f}%",
         step.outcome + (f": {step.reason}" if step.reason else ""),
     ]
 
 
-HEAD = ["#", "step", "verdict", "change", "req/s", "p50 ms", "p95 ms", "failed", "outcome"]
+HEAD = [
+    "#", "step", "verdict", "change", "flows/s", "req/s", "p50 ms", "p95 ms", "failed", "outcome",
+]  # fmt: skip
 
 
 def _fit(text: str, width: int) -> str:
@@ -84,7 +87,10 @@ def before_after(journey: Journey) -> str:
         return ""
 
     def show(m: Measurement) -> str:
-        return f"{m.rps:.1f} req/s, p95 {_ms(m.p95_ms)} ms"
+        return (
+            f"{m.flows_per_s:.1f} flows/s ({m.rps:.0f} req/s), p95 {_ms(m.p95_ms)} ms, "
+            f"{100 * m.fail_ratio:.0f}% of flows failed"
+        )
 
     return f"before/after: {show(first)} -> {show(best)}"
 
@@ -170,7 +176,7 @@ def _bars(title: str, values: Sequence[tuple[str, float | None]], unit: str, col
 def render_html(doc: Mapping[str, Any]) -> str:
     steps = [s for s in doc["steps"] if s["measurement"]]
     labels = [f"{s['index']}. {s['label']}" for s in steps]
-    rps = [(lab, s["measurement"]["rps"]) for lab, s in zip(labels, steps, strict=True)]
+    rps = [(lab, s["measurement"]["flows_per_s"]) for lab, s in zip(labels, steps, strict=True)]
     p95 = [(lab, s["measurement"]["p95_ms"]) for lab, s in zip(labels, steps, strict=True)]
     rows = []
     for s in doc["steps"]:
@@ -187,7 +193,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
                 f"<b>{escape(str(s['verdict'].get('label', '')))}</b><br>"
                 f'<span class="muted">{escape(ev)}</span>',
                 escape(s["change"] or "-"),
-                "-" if not m else f"{m['rps']:.1f}",
+                "-" if not m else f"{m['flows_per_s']:.1f}",
                 "-" if not m else _ms(m.get("p95_ms")),
                 escape(s["outcome"] + (f": {s['reason']}" if s["reason"] else "")),
                 link,
@@ -196,11 +202,11 @@ def render_html(doc: Mapping[str, Any]) -> str:
     flags = " ".join(doc["stack_up_flags"]) or "(the defaults)"
     body = [
         '<section><h2>Journey</h2><div class="steps">',
-        table(["#", "step", "verdict and evidence", "change", "req/s", "p95 ms", "outcome",
+        table(["#", "step", "verdict and evidence", "change", "flows/s", "p95 ms", "outcome",
                "reports"], rows),
         "</div></section>",
         '<section><h2>Across the steps</h2><div class="grid2">',
-        _bars("throughput", rps, "req/s", "#4e79a7"),
+        _bars("throughput (successful flows per second)", rps, "flows/s", "#4e79a7"),
         _bars("p95 latency", p95, "ms", "#f28e2b"),
         "</div></section>",
         "<section><h2>Result</h2>",

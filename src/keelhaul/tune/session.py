@@ -17,6 +17,7 @@ from keelhaul.tune.journey import (
     Measurement,
     Outcome,
     Step,
+    decide,
     gain,
     measurement_from_report,
     noise,
@@ -79,8 +80,8 @@ def _verdict(reports: StepReports) -> dict[str, Any]:
 
 def _describe(m: Measurement) -> str:
     p95 = "-" if m.p95_ms is None else f"{m.p95_ms:.0f} ms"
-    fails = f", {m.failures} failed" if m.failures else ""
-    return f"{m.rps:.1f} req/s, p95 {p95}{fails}"
+    fails = f", {100 * m.fail_ratio:.0f}% of flows failed" if m.failed_flows else ""
+    return f"{m.flows_per_s:.1f} flows/s ok, {m.rps:.0f} req/s, p95 {p95}{fails}"
 
 
 def _host_limited(diagnosis: Mapping[str, Any]) -> bool:
@@ -184,19 +185,15 @@ class _Tuner:
             _restore(self.stack, proposal, self.say)
             raise
         g = gain(goal, reference, m)
-        worse_failures = m.fail_ratio > reference.fail_ratio + 0.01
+        keep, reason = decide(goal, reference, m, limit)
         outcome: Outcome
-        if g is not None and g > limit and not worse_failures:
+        if keep:
             self.settings.update(proposal.changes)
-            outcome, reason = "kept", f"{goal.text} {100 * g:+.0f}%"
+            outcome = "kept"
             reference, current = m, reports
         else:
             _restore(self.stack, proposal, self.say)
             outcome = "reverted"
-            shown = "not comparable" if g is None else f"{100 * g:+.0f}%"
-            reason = f"{goal.text} {shown}, " + (
-                "but more requests failed" if worse_failures else "not beyond the noise"
-            )
         self.tried.append(proposal)
         self.journey.steps.append(
             Step(len(self.journey.steps), proposal.move.name, _verdict(reports), m, outcome,
@@ -214,7 +211,14 @@ def _restore(stack: Stack, proposal: Proposal, say: Say) -> None:
 
 def _mean(a: Measurement, b: Measurement) -> Measurement:
     goal = None if a.goal is None or b.goal is None else (a.goal + b.goal) / 2
-    return replace(b, rps=(a.rps + b.rps) / 2, goal=goal, failures=max(a.failures, b.failures))
+    return replace(
+        b,
+        flows_per_s=(a.flows_per_s + b.flows_per_s) / 2,
+        rps=(a.rps + b.rps) / 2,
+        goal=goal,
+        flows=a.flows + b.flows,
+        failed_flows=a.failed_flows + b.failed_flows,
+    )
 
 
 def tune_remote(req: TuneRequest, say: Say) -> Journey:
