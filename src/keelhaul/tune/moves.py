@@ -82,9 +82,15 @@ class Proposal:
     """The knobs' values before, to revert."""
 
     @property
+    def diff(self) -> str:
+        """``knob: before -> after`` for each knob changed."""
+        return ", ".join(
+            f"{k}: {_show(self.before.get(k))} -> {_show(v)}" for k, v in self.changes.items()
+        )
+
+    @property
     def text(self) -> str:
-        parts = [f"{k}: {_show(self.before.get(k))} -> {_show(v)}" for k, v in self.changes.items()]
-        return f"{self.move.name} ({', '.join(parts)})"
+        return f"{self.move.name} ({self.diff})"
 
 
 def _show(value: Any) -> str:

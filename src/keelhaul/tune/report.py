@@ -154,7 +154,7 @@ def _bars(title: str, values: Sequence[tuple[str, float | None]], unit: str, col
     height = 16 + row * len(values)
     top = max((v for _, v in values if v is not None), default=0.0) or 1.0
     out = [
-        f'<h3>{escape(title)}</h3><svg class="chart" viewBox="0 0 {width} {height}" '
+        f'<div><h3>{escape(title)}</h3><svg class="chart" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
         'xmlns="http://www.w3.org/2000/svg">'
     ]
@@ -169,7 +169,7 @@ def _bars(title: str, values: Sequence[tuple[str, float | None]], unit: str, col
             f'fill="{color}"><title>{escape(label)}: {value:.1f} {unit}</title></rect>'
             f'<text x="{left + span + 6:.1f}" y="{y + 15}">{value:.1f} {escape(unit)}</text>'
         )
-    out.append("</svg>")
+    out.append("</svg></div>")
     return "".join(out)
 
 
@@ -221,7 +221,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
     ]  # fmt: skip
     header = '<h1>keelhaul tune</h1><span class="sub">the journey, step by step</span>'
     css = (
-        "td{white-space:normal;text-align:left}"
+        "td,th{white-space:normal;text-align:left}"
         ".grid2{display:grid;grid-template-columns:1fr 1fr;gap:14px}"
     )
     return page(

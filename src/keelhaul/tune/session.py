@@ -197,7 +197,7 @@ class _Tuner:
         self.tried.append(proposal)
         self.journey.steps.append(
             Step(len(self.journey.steps), proposal.move.name, _verdict(reports), m, outcome,
-                 change=proposal.text, why=proposal.move.why, gain=g, reason=reason,
+                 change=proposal.diff, why=proposal.move.why, gain=g, reason=reason,
                  report_dir=str(reports.directory), settings=dict(self.settings))
         )  # fmt: skip
         self.say(f"  {_describe(m)}: {outcome} ({reason})")
