@@ -12,7 +12,7 @@ APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /
 
 .PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token bench-client bench-load bench-diagnose clean
 
-# stack up, skopeo push/pull, a 60 s load test with the default mix (summary + HTML report), stack down
+# the field report retold: a badly shaped stack, skopeo checks, `keelhaul tune` step by step, stack down
 demo: deps venv
 	$(PY) -m keelhaul.demo
 

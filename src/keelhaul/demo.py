@@ -1,12 +1,13 @@
-"""``make demo``: the whole product in about a minute, on this machine, with real clients.
+"""``make demo``: the field report's journey, retold on this machine in a few minutes.
 
-Starts a private stack in a temporary directory, builds a small image, pushes it with
-skopeo as ``admin``, pulls it back as ``reader``, shows that ``reader`` may not push, then
-loads the stack for 60 seconds with ``keelhaul load`` and the default mix
-(``pull=8,push=1,login=1,browse=1``), prints its summary table and where the HTML report
-is (``.keelhaul/demo/load-report.html``), and always stops the stack again. Passwords never
-appear on a command line or in the output (skopeo reads an auth file; ``keelhaul load``
-reads the stack's ``stack.json``).
+Starts a private stack in the shape the field report's team started from: one nginx worker
+with few connections, two blocking (sync) token-service workers, no credential cache and
+bcrypt cost 12. It checks the stack with real clients (skopeo pushes as ``admin``, pulls as
+``reader``, ``reader`` may not push), then runs ``keelhaul tune`` on it: the same load every
+step, a diagnosis of each run, the knob the verdict names changed and kept only if the stack
+got measurably faster. The journey is printed step by step, then the before/after line and
+the HTML report's path (``.keelhaul/demo/tune/journey.html``). The stack is always stopped.
+Passwords never appear on a command line or in the output.
 """
 
 from __future__ import annotations
@@ -25,16 +26,36 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keelhaul.client import write_image
-from keelhaul.errors import KeelhaulError, LoadError, RegistryClientError
-from keelhaul.stack import Stack, StackState, load_stack_settings
+from keelhaul.errors import KeelhaulError, RegistryClientError, TuneError
+from keelhaul.stack import Stack, StackState
+from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.stack import resolve_binary
 
 __all__ = ["REPORT_DIR", "main"]
 
 REPO = "demo/app"
-LOAD_SECONDS = 60.0
+STEP_SECONDS = 8.0
+USERS = 20
+BUDGET = 5
 REPORT_DIR = Path(".keelhaul/demo")
-"""Where the load test's reports stay after the demo (the stack's directory does not)."""
+"""Where the journey's reports stay after the demo (the stack's directory does not)."""
+
+FIELD_REPORT_SHAPE = StackSettings(
+    proxy_workers=1,
+    proxy_connections=48,
+    auth_worker_class="sync",
+    auth_workers=2,
+    credential_cache=False,
+    bcrypt_cost=12,
+)
+"""Where the field report's team started (every one of these is a knob tune may turn,
+except the bcrypt cost: a slow hash is answered by the cache, never by a weaker hash)."""
+
+STORY = (
+    "the field report's starting point: nginx with 1 worker and 48 connections, 2 sync "
+    "token-service workers, no credential cache, bcrypt cost 12",
+    "they blamed the Python code; let keelhaul measure, diagnose and change one knob at a time",
+)
 
 
 class _Skopeo:
@@ -75,27 +96,27 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _load_test(stack_dir: Path, seconds: float, say: Callable[[str], None]) -> None:
-    """``keelhaul load`` on the running stack, as its own process (Locust monkey-patches
-    the process it runs in), its summary straight to this terminal."""
-    html = (REPORT_DIR / "load-report.html").absolute()  # keelhaul load prints where
-    report = (REPORT_DIR / "load-report.json").absolute()
-    say(f"load test: {seconds:g} s, default mix, 10 users (keelhaul load) ...")
+def _journey(stack_dir: Path, seconds: float, say: Callable[[str], None]) -> None:
+    """``keelhaul tune`` on the running stack, as its own process, straight to this terminal."""
+    out = (REPORT_DIR / "tune").absolute()
+    say(f"keelhaul tune: {USERS} users, default mix, {seconds:g} s per step ...")
     argv = [
-        sys.executable, "-m", "keelhaul", "load", "--stack-dir", str(stack_dir),
-        "--run-time", f"{seconds:g}s", "--html", str(html), "--json", str(report),
-        "--check", "fail_ratio<0.01",
+        sys.executable, "-m", "keelhaul", "tune", "--dir", str(stack_dir),
+        "--users", str(USERS), "--duration", f"{seconds:g}", "--budget", str(BUDGET),
+        "--out", str(out),
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEELHAUL_LOAD_")}
-    done = subprocess.run(argv, env=env, timeout=seconds + 600, check=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEELHAUL_")}
+    done = subprocess.run(argv, env=env, timeout=seconds * 3 * (BUDGET + 3) + 600, check=False)
     if done.returncode != 0:
-        raise LoadError(f"the load test failed (keelhaul load exited {done.returncode})")
+        raise TuneError(f"the journey failed (keelhaul tune exited {done.returncode})")
 
 
 def _run(workdir: Path, say: Callable[[str], None], seconds: float) -> None:
     skopeo_bin = resolve_binary("skopeo", "skopeo", os.environ.get("PATH"))
-    stack = Stack(workdir / "stack", load_stack_settings())
+    stack = Stack(workdir / "stack", FIELD_REPORT_SHAPE)
     try:
+        for line in STORY:
+            say(line)
         state = stack.up(progress=lambda msg: say(f"  {msg}"))
         say(f"registry {state.registry}  token service {state.token_url}")
         skopeo = _Skopeo(skopeo_bin, workdir, state)
@@ -129,7 +150,7 @@ def _run(workdir: Path, say: Callable[[str], None], seconds: float) -> None:
             raise RegistryClientError("reader could push to demo/app; the ACL is not enforced")
         say("reader's push to demo/app was refused, as the ACL says")
 
-        _load_test(stack.layout.root, seconds, say)
+        _journey(stack.layout.root, seconds, say)
     finally:
         report = stack.down()
         if report.found:
@@ -144,7 +165,7 @@ def _failed(message: str, workdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 on success, a keelhaul exit code (with a message) on failure."""
     parser = argparse.ArgumentParser(prog="python -m keelhaul.demo", description=__doc__)
-    parser.add_argument("--load-seconds", type=float, default=LOAD_SECONDS)
+    parser.add_argument("--step-seconds", type=float, default=STEP_SECONDS)
     args = parser.parse_args(argv)
     started = time.monotonic()
     lock = threading.Lock()
@@ -155,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="keelhaul-demo-"))
     try:
-        _run(workdir, say, args.load_seconds)
+        _run(workdir, say, args.step_seconds)
     except KeyboardInterrupt:
         shutil.rmtree(workdir, ignore_errors=True)
         say("interrupted; the stack was stopped")

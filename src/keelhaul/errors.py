@@ -34,8 +34,9 @@
     │   ├── CheckSpecError             a ``--check`` that does not parse; also a ValueError     (2)
     │   ├── StatsFormatError           load statistics from a worker or file that do not parse (5)
     │   └── ChecksFailed               the run finished, but ``--check`` thresholds failed      (6)
-    └── DiagnoseError                  the diagnosis (keelhaul.diagnose)                 (exit 7)
-        └── ProfileError               py-spy or dot missing or failing; says which
+    ├── DiagnoseError                  the diagnosis (keelhaul.diagnose)                 (exit 7)
+    │   └── ProfileError               py-spy or dot missing or failing; says which
+    └── TuneError                      keelhaul tune could not measure or apply      (exit 8)
 
 HTTP status and exit codes are assigned here and mapped in exactly one place each:
 ``keelhaul.auth.app`` (HTTP) and ``keelhaul.cli.main`` (exit codes).
@@ -76,6 +77,7 @@ __all__ = [
     "StatsFormatError",
     "TLSFailure",
     "TooManyRequests",
+    "TuneError",
     "Unauthorized",
     "UnsupportedMediaType",
 ]
@@ -283,3 +285,9 @@ class DiagnoseError(KeelhaulError):
 
 class ProfileError(DiagnoseError):
     """py-spy or Graphviz's dot is missing or failed; the message says which and why."""
+
+
+class TuneError(KeelhaulError):
+    """``keelhaul tune``: a bad option, a run that could not be measured, a change not applied."""
+
+    exit_code = 8

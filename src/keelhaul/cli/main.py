@@ -21,7 +21,7 @@ def cli() -> None:
 def _register() -> None:
     # Imported lazily so that `keelhaul --help` stays fast and each part's
     # dependencies (Flask, Locust) are only needed by its own commands.
-    from keelhaul.cli import auth_cmd, diagnose_cmd, image_cmd, load_cmd, stack_cmd
+    from keelhaul.cli import auth_cmd, diagnose_cmd, image_cmd, load_cmd, stack_cmd, tune_cmd
 
     cli.add_command(auth_cmd.auth)
     cli.add_command(stack_cmd.stack)
@@ -29,6 +29,7 @@ def _register() -> None:
     cli.add_command(load_cmd.load)
     cli.add_command(diagnose_cmd.diagnose)
     cli.add_command(diagnose_cmd.profile)
+    cli.add_command(tune_cmd.tune)
 
 
 def main(argv: list[str] | None = None) -> int:

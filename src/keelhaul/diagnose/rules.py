@@ -256,8 +256,7 @@ def token_rules(s: Signals, hot: HotSpot | None) -> Finding | None:
         if (hot is not None and "bcrypt" in hot.function) or _hashing(s):
             steps = [
                 "keep the credential cache on: a verified password is then checked once per TTL",
-                "lower the htpasswd bcrypt cost (10 is the registry's default)",
-                "add CPUs or replicas: password hashing is CPU by design",
+                "add CPUs or replicas: password hashing is CPU by design (never weaken the hash)",
             ]
         return Finding(
             "token_cpu", 0.9 if queued or slots else 0.8, title, (*detail, *ev), tuple(steps)

@@ -13,10 +13,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
 from keelhaul.auth.settings import KeyPair
 from keelhaul.auth.signing import generate_keypair
+from keelhaul.errors import StackError
 from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
 from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.monitoring import (
@@ -30,7 +33,14 @@ from keelhaul.stack.plan import HOST, USERS, StackPlan
 from keelhaul.stack.registry import registry_yaml, render_registry_config
 from keelhaul.stack.tls import issue_server_cert
 
-__all__ = ["Prepared", "make_dirs", "prepare_files", "rotate_log", "write_private"]
+__all__ = [
+    "Prepared",
+    "make_dirs",
+    "prepare_files",
+    "rewrite_config",
+    "rotate_log",
+    "write_private",
+]
 
 
 @dataclass(frozen=True)
@@ -103,3 +113,15 @@ def prepare_files(plan: StackPlan, layout: StackLayout) -> Prepared:
     if plan.settings.monitoring:
         write_monitoring_configs(plan, layout)
     return Prepared(passwords=passwords, key=key, ca_cert=ca_cert)
+
+
+def rewrite_config(component: str, plan: StackPlan, layout: StackLayout) -> None:
+    """Render one component's configuration again for new knobs, keeping its secrets."""
+    if component == "auth":
+        old = yaml.safe_load(layout.auth_config.read_text(encoding="utf-8")) or {}
+        config = render_auth_config(plan, secret=old.get("secret"))
+        write_private(layout.auth_config, auth_yaml(config))
+    elif component == "nginx":
+        write_private(layout.nginx_config, render_nginx_conf(plan, user=nginx_user()))
+    else:
+        raise StackError(f"{component}: its configuration is not changed on a running stack")

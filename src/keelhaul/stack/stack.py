@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from keelhaul.errors import ComponentError, MissingBinaryError, StackError
+from keelhaul.errors import ComponentError, ConfigError, MissingBinaryError, StackError
 from keelhaul.netutil import free_port
+from keelhaul.settings_base import validation_problems
 from keelhaul.stack import procs
 from keelhaul.stack.components import (
     PACKAGES,
@@ -32,11 +33,12 @@ from keelhaul.stack.components import (
     component_specs,
     monitoring_binaries,
 )
-from keelhaul.stack.files import Prepared, prepare_files, rotate_log
+from keelhaul.stack.files import Prepared, prepare_files, rewrite_config, rotate_log
 from keelhaul.stack.health import PROBES
 from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.plan import StackPlan, choose_ports
 from keelhaul.stack.procs import Health, Identity
+from keelhaul.stack.reconfigure import components_for
 from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.state import ComponentIdentity, StackState, now_iso, read_state, write_state
 
@@ -231,40 +233,76 @@ class Stack:
         """
         say = progress or (lambda _msg: None)
         with self._locked():
-            state = self.read()
-            if state is None or state.status != "running":
-                raise StackError(
-                    f"no running stack in {self.layout.root}; start one with keelhaul stack up"
-                )
+            state = self._running()
             settings = StackSettings.model_validate(state.settings)
+            return self._restart(state, settings, name, say)
+
+    def reconfigure(
+        self, changes: Mapping[str, Any], progress: Callable[[str], None] | None = None
+    ) -> StackState:
+        """Change live knobs (``reconfigure.LIVE_KNOBS``) of a running stack.
+
+        Only the components that carry the changed knobs get their configuration rendered
+        again (secrets kept) and are restarted, on their recorded ports; ``stack.json``
+        records the new knobs. What ``keelhaul tune`` applies and reverts.
+        """
+        say = progress or (lambda _msg: None)
+        names = components_for(changes)
+        self._running()  # a clear error before the lock file would be created
+        with self._locked():
+            state = self._running()
+            try:
+                settings = StackSettings.model_validate({**state.settings, **changes})
+            except ValidationError as exc:
+                raise ConfigError("stack", validation_problems(exc)) from None
             plan = StackPlan.local(self.layout, settings, state.ports)
-            specs = {
-                s.name: s
-                for s in component_specs(
-                    plan, self.layout, self._binaries(settings), python=self._python
-                )
-            }
-            if name not in specs:
-                raise StackError(f"unknown component {name!r}; this stack has {', '.join(specs)}")
-            spec = specs[name]
-            old = state.pids.get(name)
-            if old is not None:
-                ident = _identity(state, name, old)
-                if procs.matches(ident):
-                    procs.stop_all([ident], settings.stop_timeout)
-                procs.sweep_group(ident)
-            pid = self._start(spec)
-            state = _with_pid(state, name, procs.identity(pid, spec.match, spec.group_match))
+            for name in names:
+                rewrite_config(name, plan, self.layout)
+            state = state.model_copy(update={"settings": settings.recorded()})
             write_state(self.layout.state_file, state)
-            procs.wait_healthy(
-                name,
-                pid,
-                functools.partial(PROBES[name], state),
-                timeout=settings.start_timeout,
-                log=spec.log,
-            )
-            say(f"{name} healthy on {spec.url} (pid {pid})")
+            for name in names:
+                state = self._restart(state, settings, name, say)
             return state
+
+    def _running(self) -> StackState:
+        state = self.read()
+        if state is None or state.status != "running":
+            raise StackError(
+                f"no running stack in {self.layout.root}; start one with keelhaul stack up"
+            )
+        return state
+
+    def _restart(
+        self, state: StackState, settings: StackSettings, name: str, say: Callable[[str], None]
+    ) -> StackState:
+        plan = StackPlan.local(self.layout, settings, state.ports)
+        specs = {
+            s.name: s
+            for s in component_specs(
+                plan, self.layout, self._binaries(settings), python=self._python
+            )
+        }
+        if name not in specs:
+            raise StackError(f"unknown component {name!r}; this stack has {', '.join(specs)}")
+        spec = specs[name]
+        old = state.pids.get(name)
+        if old is not None:
+            ident = _identity(state, name, old)
+            if procs.matches(ident):
+                procs.stop_all([ident], settings.stop_timeout)
+            procs.sweep_group(ident)
+        pid = self._start(spec)
+        state = _with_pid(state, name, procs.identity(pid, spec.match, spec.group_match))
+        write_state(self.layout.state_file, state)
+        procs.wait_healthy(
+            name,
+            pid,
+            functools.partial(PROBES[name], state),
+            timeout=settings.start_timeout,
+            log=spec.log,
+        )
+        say(f"{name} healthy on {spec.url} (pid {pid})")
+        return state
 
     # ------------------------------------------------------------------ down
 

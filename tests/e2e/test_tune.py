@@ -1,0 +1,98 @@
+"""Issue #16: verdicts are actionable. For each bottleneck of the diagnosis' acceptance set,
+``keelhaul tune`` applies the recommended change and the stack gets measurably faster.
+
+Each test builds a stack wrong on purpose, runs ``keelhaul tune`` on it as a user would
+(short steps, a budget of two changes, login flows so that the token service and the proxy
+carry the load), and reads its ``keelhaul.tune/v1`` journey: the first verdict names the
+bottleneck, a change that answers it is kept, and the kept stack serves more successful
+flows than the baseline by more than the noise tune measured. Every stack is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.stacks import keelhaul, running_stack
+
+pytestmark = pytest.mark.e2e
+
+STEP_S = "8"
+
+
+def tune(stack_dir: Path, out: Path, *extra: str) -> dict[str, Any]:
+    done = keelhaul(
+        "tune", "--dir", str(stack_dir), "--duration", STEP_S, "--budget", "2",
+        "--out", str(out), *extra,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "journey:" in done.stdout and "before/after:" in done.stdout
+    doc: dict[str, Any] = json.loads((out / "journey.json").read_text())
+    assert doc["schema"] == "keelhaul.tune/v1"
+    return doc
+
+
+def first_verdict(doc: dict[str, Any]) -> str:
+    return str(doc["steps"][0]["verdict"]["tier"])
+
+
+def kept(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in doc["steps"] if s["outcome"] == "kept"]
+
+
+def faster(doc: dict[str, Any]) -> None:
+    """The kept stack beats the baseline by more than the measured noise."""
+    base = [s["measurement"]["flows_per_s"] for s in doc["steps"] if s["outcome"] == "baseline"]
+    best = kept(doc)[-1]["measurement"]["flows_per_s"]
+    mean = sum(base) / len(base)
+    assert best > mean * (1 + doc["threshold"]), (best, base, doc["threshold"])
+
+
+def test_no_credential_cache_with_a_slow_hash_gets_the_cache(tmp_path: Path) -> None:
+    knobs = ("--no-credential-cache", "--bcrypt-cost", "12", "--auth-workers", "2")
+    with running_stack(tmp_path / "s", *knobs) as info:
+        doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "8")
+    assert first_verdict(doc) == "token_cpu", doc["steps"][0]["verdict"]
+    changes = [s["change"] for s in kept(doc)]
+    assert changes and changes[0].startswith("credential cache on"), changes
+    faster(doc)
+    # never by a weaker hash: the cost is what the stack started with
+    assert doc["final_settings"]["bcrypt_cost"] == 12
+    assert "KEELHAUL_STACK_CREDENTIAL_CACHE=true" in (tmp_path / "out" / "tuned.env").read_text()
+
+
+def test_one_sync_worker_gets_gevent_or_more_workers(tmp_path: Path) -> None:
+    knobs = ("--auth-workers", "1", "--auth-worker-class", "sync", "--bcrypt-cost", "4")
+    with running_stack(tmp_path / "s", *knobs) as info:
+        doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "24")
+    assert first_verdict(doc) == "token_workers", doc["steps"][0]["verdict"]
+    moves = [s["label"] for s in kept(doc)]
+    assert moves and set(moves) <= {"gevent workers", "more token-service workers"}, moves
+    faster(doc)
+
+
+def test_a_proxy_out_of_connections_gets_connections(tmp_path: Path) -> None:
+    knobs = ("--proxy-workers", "1", "--proxy-connections", "16", "--bcrypt-cost", "4")
+    with running_stack(tmp_path / "s", *knobs) as info:
+        doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "48")
+    assert first_verdict(doc) == "proxy", doc["steps"][0]["verdict"]
+    first = kept(doc)[0]
+    assert first["label"] == "nginx worker_connections", first
+    assert doc["final_settings"]["proxy_connections"] == 4096
+    baseline = doc["steps"][0]["measurement"]
+    assert first["measurement"]["failed_flows"] / max(first["measurement"]["flows"], 1) < (
+        baseline["failed_flows"] / baseline["flows"]
+    )
+
+
+def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
+    done = keelhaul("tune", "--dir", str(tmp_path / "none"), "--duration", "5")
+    assert done.returncode == 8 and "no running stack" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = keelhaul("tune", "--dir", str(tmp_path), "--goal", "image pull:p42")
+    assert done.returncode == 8 and "--goal" in done.stderr
+    done = keelhaul("tune", "--users", "3", "--rate", "5/s")
+    assert done.returncode == 8 and "exclude each other" in done.stderr
