@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from keelhaul.load.mix import DEFAULT_MIX, SCENARIOS
+from keelhaul.load.mix import DEFAULT_MIX
+from keelhaul.load.scenarios import SCENARIOS
 
 __all__ = ["load"]
 
@@ -57,7 +58,7 @@ def _setup_logging(level: str) -> None:
     "load",
     epilog=(
         "Scenarios: "
-        + "; ".join(f"{name}: {what}" for name, what in SCENARIOS.items())
+        + "; ".join(f"{name}: {record.description}" for name, record in SCENARIOS.items())
         + ". Without --target, the local stack in --stack-dir is started (or reused) and "
         "loaded. See README.md, 'Load testing'."
     ),

@@ -41,7 +41,7 @@ from keelhaul.load.plan import DONE_MESSAGE, ERROR_MESSAGE, PLAN_MESSAGE, RunPla
 from keelhaul.load.prepare import Prepared, clean_up, new_run_id, prepare
 from keelhaul.load.report_json import ClosedModel, OpenModel, RunInfo
 from keelhaul.load.results import Outcome, conclude
-from keelhaul.load.runtime import COMPOSITE, Runtime
+from keelhaul.load.runtime import Runtime
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.stats import RunStats
 from keelhaul.load.target import Target, open_target
@@ -176,7 +176,7 @@ class _Session:
     def __init__(self, settings: LoadSettings, target: Target, plan: RunPlan) -> None:
         self.settings = settings
         self.plan = plan
-        self.stats = RunStats(composite=COMPOSITE)
+        self.stats = RunStats()
         self.runtime = Runtime(self.stats)
         self.env = Environment(
             user_classes=[make_user_class(self.runtime)],

@@ -25,6 +25,7 @@ from typing import Any
 
 from keelhaul.load import histogram as hdr
 from keelhaul.load.layer import Bucket, Layer, Stage, decode_layer, encode_layer
+from keelhaul.load.scenarios import FLOW_ENTRIES
 from keelhaul.load.timeline import AGGREGATED, TimelinePoint, timeline_points
 
 __all__ = [
@@ -58,9 +59,10 @@ STAGE_ORDER = (
 )
 """Known stages in the order reports list them; other names follow, alphabetically."""
 
-COMPOSITE_STAGES = frozenset({"image pull", "image push"})
-"""Whole-image entries: their requests are already counted under their own stages, so they
-are left out of the ``Aggregated`` row (and its timeline) by default."""
+COMPOSITE_STAGES = FLOW_ENTRIES
+"""Whole-flow entries (one per registered scenario): their requests are already counted under
+their own stages, so they are left out of the ``Aggregated`` row (and its timeline) by
+default."""
 
 OTHER_ERRORS = "(other errors)"
 NO_MESSAGE = "(no message)"
