@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ _FIELDS = {
     "late_after": "late_after_ms",
     "timeout": "timeout_s",
     "expect_workers_timeout": "expect_workers_timeout_s",
+    "print_every": "print_every_s",
 }
 """Options whose setting has a unit in its name."""
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -45,6 +47,19 @@ def patch_process() -> None:
 
 def _say(message: str) -> None:
     click.echo(f"keelhaul load: {message}", err=True)
+
+
+def _display(settings: Any, diagnosis_since: float | None) -> Any:
+    """Progress on stderr: a live block on a terminal, plain lines elsewhere (CI logs)."""
+    from keelhaul.load.live import DisplaySpec
+
+    stream = sys.stderr
+    return DisplaySpec(
+        stream=stream,
+        terminal=stream.isatty(),
+        every_s=settings.print_every_s,
+        diagnosis_since=diagnosis_since,
+    )
 
 
 def _setup_logging(level: str) -> None:
@@ -114,6 +129,9 @@ def _setup_logging(level: str) -> None:
               help="Write the JSON report here.")  # fmt: skip
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the self-contained HTML report here.")  # fmt: skip
+@click.option("--print-every", metavar="DURATION",
+              help="Progress: off a terminal, one line this often; 0: none, "
+              "not even the live block on a terminal [10s].")  # fmt: skip
 @click.option("-L", "--loglevel", type=click.Choice(_LEVELS), default="WARNING",
               show_default=True, help="Log level (Locust's logs too).")  # fmt: skip
 # --- keelhaul.diagnose hook (issue #6): the options; see keelhaul.diagnose.loadhook --------
@@ -163,13 +181,18 @@ def load(
         return
     # --- keelhaul.diagnose hook (issue #6): start before the run, finish after it ---------
     hook = None
+    diagnosis_since: float | None = None
     if diagnose or diagnose_profile:
         from keelhaul.diagnose.loadhook import DiagnosisHook
 
         hook = DiagnosisHook.start(settings, profile=diagnose_profile, out_dir=diagnose_dir)
         settings = hook.settings
+        diagnosis_since = time.time()
+    display = _display(settings, diagnosis_since)
     try:
-        result = load_runner.run(settings, checks, environ=os.environ, home=home, say=_say)
+        result = load_runner.run(
+            settings, checks, environ=os.environ, home=home, say=_say, display=display
+        )
     except BaseException:
         if hook is not None:
             hook.finish(_say)
