@@ -9,15 +9,25 @@ The verdict goes to stdout, progress to stderr; errors map to exit codes in
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from keelhaul.cli.stack_cmd import DEFAULT_DIR  # spelled out there: nothing heavy is imported
 
-__all__ = ["diagnose", "profile"]
+if TYPE_CHECKING:
+    from keelhaul.diagnose.model import Collection
+
+__all__ = ["diagnose", "profile", "progress_text", "top_cpu_tier"]
+
+PLAIN_EVERY_S = 10.0
+"""Off a terminal, a progress line this often (a terminal's status line: every second)."""
+MIN_TICKS = 3
+"""Readings needed before a tier's CPU demand means anything."""
 
 _dir_option = click.option(
     "--dir",
@@ -30,7 +40,54 @@ _dir_option = click.option(
 
 
 def _say(message: str) -> None:
-    click.echo(f"keelhaul diagnose: {message}", err=True)
+    click.echo(f"keelhaul diagnose: {message}", file=sys.stderr)  # rich's proxy while live
+
+
+def top_cpu_tier(collection: Collection) -> tuple[str, float] | None:
+    """The tier with the highest CPU demand (cores) so far; None until there is data."""
+    from keelhaul.diagnose.signals import derive
+
+    if len(collection.ticks) < MIN_TICKS:
+        return None
+    tiers = {n: t for n, t in derive(collection).tiers.items() if n != "diagnosis"}
+    if not tiers:
+        return None
+    name, tier = max(tiers.items(), key=lambda kv: kv[1].demand)
+    return name, tier.demand
+
+
+def progress_text(watched_s: float, duration_s: float, top: tuple[str, float] | None) -> str:
+    """``watched 12s of 20s, highest CPU demand so far: auth (1.42 CPUs)``."""
+    text = f"watched {watched_s:.0f}s of {duration_s:g}s"
+    if top is not None:
+        text += f", highest CPU demand so far: {top[0]} ({top[1]:.2f} CPUs)"
+    return text
+
+
+def _progress(duration: float) -> tuple[Callable[[float, Callable[[], Collection]], None], Any]:
+    """The callback ``diagnose_for`` calls each second, and what to stop at the end: a rich
+    status line on a terminal, a plain line every PLAIN_EVERY_S seconds elsewhere."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        live = Live(console=Console(file=sys.stderr), auto_refresh=False, transient=True)
+        live.start()
+
+        def draw(watched: float, collection: Callable[[], Collection]) -> None:
+            text = progress_text(watched, duration, top_cpu_tier(collection()))
+            live.update(Text(f"keelhaul diagnose: {text}"), refresh=True)
+
+        return draw, live.stop
+    printed = [0.0]
+
+    def line(watched: float, collection: Callable[[], Collection]) -> None:
+        if watched - printed[0] >= PLAIN_EVERY_S:
+            printed[0] = watched
+            _say("progress " + progress_text(watched, duration, top_cpu_tier(collection())))
+
+    return line, lambda: None
 
 
 @click.command("diagnose")
@@ -60,11 +117,19 @@ def diagnose(
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_a: stop.set())
+    progress, end_progress = _progress(duration)
     try:
         report = diagnose_for(
-            stack_dir, duration, load_pids=load_pids, profile=with_profile, stop=stop, say=_say
+            stack_dir,
+            duration,
+            load_pids=load_pids,
+            profile=with_profile,
+            stop=stop,
+            say=_say,
+            progress=progress,
         )
     finally:
+        end_progress()
         signal.signal(signal.SIGINT, previous)
     write_reports(report, json_path=json_path, html_path=html_path)
     click.echo(render_text(report), nl=False)

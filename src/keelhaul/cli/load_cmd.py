@@ -46,7 +46,9 @@ def patch_process() -> None:
 
 
 def _say(message: str) -> None:
-    click.echo(f"keelhaul load: {message}", err=True)
+    # sys.stderr looked up now: while the live block is drawn it is rich's proxy, which
+    # prints the message above the block instead of through it
+    click.echo(f"keelhaul load: {message}", file=sys.stderr)
 
 
 def _display(settings: Any, diagnosis_since: float | None) -> Any:

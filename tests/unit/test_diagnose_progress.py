@@ -1,0 +1,34 @@
+"""``keelhaul diagnose``'s progress: seconds watched, then the top CPU-demand tier so far."""
+
+from __future__ import annotations
+
+import pytest
+from diagnose_synth import Synth, cpu
+
+from keelhaul.cli.diagnose_cmd import progress_text, top_cpu_tier
+
+pytestmark = pytest.mark.unit
+
+
+def _watched(seconds: int) -> Synth:
+    s = Synth(cores=2)
+    for _ in range(seconds):
+        tiers = {"auth": (1.2, 0.4), "nginx": (0.3, 0.0), "diagnosis": (1.9, 0.0)}
+        s.second(add={"procs": cpu(tiers, host_busy=1.9)})
+    return s
+
+
+def test_no_tier_before_enough_readings() -> None:
+    assert top_cpu_tier(_watched(1).collection()) is None  # baseline + 1 reading
+    assert progress_text(1.4, 20, None) == "watched 1s of 20s"
+
+
+def test_the_tier_with_the_highest_demand_so_far_not_the_diagnosis_itself() -> None:
+    top = top_cpu_tier(_watched(5).collection())
+    assert top is not None
+    name, demand = top
+    assert name == "auth"
+    assert demand == pytest.approx(1.6)
+    assert progress_text(12.2, 20, top) == (
+        "watched 12s of 20s, highest CPU demand so far: auth (1.60 CPUs)"
+    )
