@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keelhaul.load.stats import LiveView, order_stages
+from keelhaul.load.summary import format_bytes
 
 __all__ = [
     "WINDOW_S",
@@ -160,13 +161,6 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def byte_rate(value: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}/s"
-    return f"{value:.0f} B/s"
-
-
 def millis(value: float | None) -> str:
     if value is None:
         return "-"
@@ -204,7 +198,7 @@ def block_lines(p: Progress) -> list[str]:
     lines = [
         head,
         f"{_iterations_part(p)}   requests {p.requests} ({p.rps:.1f}/s now)   "
-        f"{byte_rate(p.bytes_per_s)}",
+        f"{format_bytes(p.bytes_per_s)}",
         f"failures {p.failures} ({100 * p.fail_ratio:.2f}%)"
         + (f"   last: {clean(p.last_error, 100)}" if p.last_error else ""),
     ]
@@ -252,7 +246,7 @@ def plain_line(p: Progress) -> str:
         f"rps={p.rps:.1f}",
         f"failures={p.failures}",
         f"fail={100 * p.fail_ratio:.2f}%",
-        f"bytes/s={byte_rate(p.bytes_per_s).replace(' ', '')}",
+        f"bytes/s={format_bytes(p.bytes_per_s).replace(' ', '')}",
     ]
     for e in p.entries:
         key = _key(e.name)

@@ -122,3 +122,16 @@ def test_merged_deltas_carry_the_latest_error() -> None:
     master.merge(worker.take_delta(), source="w1")
     assert master.live(T0, T0).last_error == ("token", "RegistryUnreachable: refused")
     assert master.live(T0, T0).window["token"].failures == 1
+
+
+def test_diagnosis_seconds_watched_are_shown_with_diagnose() -> None:
+    p = progress_of(
+        _stats().live(T0 + 5, T0 + 9),
+        elapsed_s=30,
+        seconds=5,
+        shape=RunShape(run_time_s=None, iterations=None, rate=None),
+        users=4,
+        diagnosis_s=42.7,
+    )
+    assert block_lines(p)[-1] == "diagnosis: watching the stack, 42s"
+    assert " diagnosis=42s " in plain_line(p)
