@@ -22,12 +22,10 @@ from keelhaul.cli.stack_cmd import DEFAULT_DIR  # spelled out there: nothing hea
 if TYPE_CHECKING:
     from keelhaul.diagnose.model import Collection
 
-__all__ = ["diagnose", "profile", "progress_text", "top_cpu_tier"]
+__all__ = ["diagnose", "profile"]
 
 PLAIN_EVERY_S = 10.0
 """Off a terminal, a progress line this often (a terminal's status line: every second)."""
-MIN_TICKS = 3
-"""Readings needed before a tier's CPU demand means anything."""
 
 _dir_option = click.option(
     "--dir",
@@ -43,30 +41,11 @@ def _say(message: str) -> None:
     click.echo(f"keelhaul diagnose: {message}", file=sys.stderr)  # rich's proxy while live
 
 
-def top_cpu_tier(collection: Collection) -> tuple[str, float] | None:
-    """The tier with the highest CPU demand (cores) so far; None until there is data."""
-    from keelhaul.diagnose.signals import derive
-
-    if len(collection.ticks) < MIN_TICKS:
-        return None
-    tiers = {n: t for n, t in derive(collection).tiers.items() if n != "diagnosis"}
-    if not tiers:
-        return None
-    name, tier = max(tiers.items(), key=lambda kv: kv[1].demand)
-    return name, tier.demand
-
-
-def progress_text(watched_s: float, duration_s: float, top: tuple[str, float] | None) -> str:
-    """``watched 12s of 20s, highest CPU demand so far: auth (1.42 CPUs)``."""
-    text = f"watched {watched_s:.0f}s of {duration_s:g}s"
-    if top is not None:
-        text += f", highest CPU demand so far: {top[0]} ({top[1]:.2f} CPUs)"
-    return text
-
-
 def _progress(duration: float) -> tuple[Callable[[float, Callable[[], Collection]], None], Any]:
     """The callback ``diagnose_for`` calls each second, and what to stop at the end: a rich
     status line on a terminal, a plain line every PLAIN_EVERY_S seconds elsewhere."""
+    from keelhaul.diagnose.watching import progress_text, top_cpu_tier
+
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.live import Live

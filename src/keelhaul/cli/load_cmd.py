@@ -51,7 +51,7 @@ def _say(message: str) -> None:
     click.echo(f"keelhaul load: {message}", file=sys.stderr)
 
 
-def _display(settings: Any, diagnosis_since: float | None) -> Any:
+def _display(settings: Any, diagnosis_since: float | None, diagnosis_file: Path | None) -> Any:
     """Progress on stderr: a live block on a terminal, plain lines elsewhere (CI logs)."""
     from keelhaul.load.live import DisplaySpec
 
@@ -61,7 +61,30 @@ def _display(settings: Any, diagnosis_since: float | None) -> Any:
         terminal=stream.isatty(),
         every_s=settings.print_every_s,
         diagnosis_since=diagnosis_since,
+        diagnosis_top=(
+            _top_reader(diagnosis_file, diagnosis_since or 0.0)
+            if diagnosis_file is not None
+            else None
+        ),
     )
+
+
+def _top_reader(path: Path, since: float) -> Any:
+    """Reads the ``--diagnose`` agent's ``progress.json``: its top CPU tier so far, or None
+    (not written yet by this run's agent, or unreadable)."""
+    import json
+
+    from keelhaul.diagnose.watching import parse_progress
+
+    def top() -> tuple[str, float] | None:
+        try:
+            if path.stat().st_mtime < since:  # a previous run's, in the same --diagnose-dir
+                return None
+            return parse_progress(json.loads(path.read_text(encoding="utf-8")))[1]
+        except (OSError, ValueError):
+            return None
+
+    return top
 
 
 def _setup_logging(level: str) -> None:
@@ -190,7 +213,9 @@ def load(
         hook = DiagnosisHook.start(settings, profile=diagnose_profile, out_dir=diagnose_dir)
         settings = hook.settings
         diagnosis_since = time.time()
-    display = _display(settings, diagnosis_since)
+    display = _display(
+        settings, diagnosis_since, hook.diagnosis.workdir / "progress.json" if hook else None
+    )
     try:
         result = load_runner.run(
             settings, checks, environ=os.environ, home=home, say=_say, display=display

@@ -22,7 +22,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from keelhaul.load.progress import Progress, block_lines, plain_line
+from keelhaul.load.status import Progress, block_lines, plain_line
 
 __all__ = ["DisplaySpec", "LiveDisplay"]
 
@@ -41,6 +41,8 @@ class DisplaySpec:
     """Plain lines' interval; 0: no progress at all."""
     diagnosis_since: float | None = None
     """Epoch seconds the ``--diagnose`` agent started watching, if it did."""
+    diagnosis_top: Callable[[], tuple[str, float] | None] | None = None
+    """The agent's tier with the highest CPU demand so far (name, CPUs), once it knows."""
 
 
 class LiveDisplay:

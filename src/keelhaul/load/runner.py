@@ -40,12 +40,12 @@ from keelhaul.load.hooks import STATE_KEY, attach
 from keelhaul.load.live import DisplaySpec, LiveDisplay
 from keelhaul.load.plan import DONE_MESSAGE, ERROR_MESSAGE, PLAN_MESSAGE, RunPlan
 from keelhaul.load.prepare import Prepared, clean_up, new_run_id, prepare
-from keelhaul.load.progress import WINDOW_S, Progress, RunShape, progress_of
 from keelhaul.load.report_json import ClosedModel, OpenModel, RunInfo
 from keelhaul.load.results import Outcome, conclude
 from keelhaul.load.runtime import Runtime
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.stats import RunStats
+from keelhaul.load.status import WINDOW_S, Progress, RunShape, progress_of
 from keelhaul.load.target import Target, open_target
 from keelhaul.load.users import make_user_class
 
@@ -231,7 +231,7 @@ class _Session:
         interrupted = False
         live: LiveDisplay | None = None
         if display is not None and settings.autostart:
-            live = LiveDisplay(display, lambda: self.progress(display.diagnosis_since), say)
+            live = LiveDisplay(display, lambda: self.progress(display), say)
         try:
             try:
                 if settings.autostart:
@@ -257,7 +257,7 @@ class _Session:
             raise LoadError(f"a worker failed: {master.errors[0]}")
         return interrupted
 
-    def progress(self, diagnosis_since: float | None = None) -> Progress:
+    def progress(self, display: DisplaySpec | None = None) -> Progress:
         """The run so far, for the live display (read on its timer, off the users' path)."""
         settings, master = self.settings, self.master
         now = time.time()
@@ -266,6 +266,8 @@ class _Session:
         first = last - WINDOW_S + 1
         if started is not None:
             first = max(first, int(started))
+        since = display.diagnosis_since if display is not None else None
+        top = display.diagnosis_top if display is not None else None
         workers = None
         if master is not None:
             expected = settings.worker_processes or settings.expect_workers
@@ -277,7 +279,8 @@ class _Session:
             shape=RunShape(settings.effective_run_time_s, settings.iterations, settings.rate),
             users=int(self.runner.user_count),
             workers=workers,
-            diagnosis_s=now - diagnosis_since if diagnosis_since is not None else None,
+            diagnosis_s=now - since if since is not None else None,
+            diagnosis_top=top() if top is not None else None,
         )
 
     def close(self) -> None:

@@ -71,6 +71,8 @@ class Progress:
     entries: tuple[EntryNow, ...]
     diagnosis_s: float | None = None
     """Seconds the diagnosis (``--diagnose``) has watched."""
+    diagnosis_top: tuple[str, float] | None = None
+    """Its tier with the highest CPU demand so far: (name, CPUs)."""
 
     @property
     def fail_ratio(self) -> float:
@@ -92,6 +94,7 @@ def progress_of(
     users: int | None = None,
     workers: tuple[int, int] | None = None,
     diagnosis_s: float | None = None,
+    diagnosis_top: tuple[str, float] | None = None,
 ) -> Progress:
     """``view`` read with a window of ``seconds`` seconds (fewer at the start of a run)."""
     per_s = 1.0 / max(1, seconds)
@@ -138,6 +141,7 @@ def progress_of(
         last_error=error,
         entries=tuple(entries),
         diagnosis_s=diagnosis_s,
+        diagnosis_top=diagnosis_top,
     )
 
 
@@ -214,7 +218,11 @@ def block_lines(p: Progress) -> list[str]:
                 f"{millis(e.p50_ms):>10} {millis(e.p95_ms):>10}"
             )
     if p.diagnosis_s is not None:
-        lines.append(f"diagnosis: watching the stack, {duration(p.diagnosis_s)}")
+        line = f"diagnosis: watching the stack, {duration(p.diagnosis_s)}"
+        if p.diagnosis_top is not None:
+            name, cpus = p.diagnosis_top
+            line += f"; highest CPU demand so far: {clean(name, 40)} ({cpus:.2f} CPUs)"
+        lines.append(line)
     return lines
 
 
@@ -254,6 +262,8 @@ def plain_line(p: Progress) -> str:
         parts.append(f"{key}.p95={millis(e.p95_ms).replace(' ', '')}")
     if p.diagnosis_s is not None:
         parts.append(f"diagnosis={duration(p.diagnosis_s)}")
+    if p.diagnosis_top is not None:
+        parts.append(f"diagnosis_top={_key(p.diagnosis_top[0])}:{p.diagnosis_top[1]:.2f}")
     if p.last_error:
         parts.append(f"last_error={clean(p.last_error, 120)!r}")
     return "progress " + " ".join(parts)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from diagnose_synth import Synth, cpu
 
-from keelhaul.cli.diagnose_cmd import progress_text, top_cpu_tier
+from keelhaul.diagnose.watching import (
+    parse_progress,
+    progress_document,
+    progress_text,
+    top_cpu_tier,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +37,14 @@ def test_the_tier_with_the_highest_demand_so_far_not_the_diagnosis_itself() -> N
     assert progress_text(12.2, 20, top) == (
         "watched 12s of 20s, highest CPU demand so far: auth (1.60 CPUs)"
     )
+
+
+def test_the_agent_document_reads_back() -> None:
+    doc = progress_document(7.5, _watched(5).collection())
+    watched, top = parse_progress(doc)
+    assert watched == 7.5
+    assert top is not None and top[0] == "auth"
+    assert parse_progress(progress_document(1.0, _watched(1).collection())) == (1.0, None)
+    assert progress_text(3, None, None) == "watched 3s"
+    with pytest.raises(ValueError, match="not a diagnosis progress document"):
+        parse_progress({"top": None})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from keelhaul.load.progress import RunShape, block_lines, plain_line, progress_of
 from keelhaul.load.stats import RunStats
+from keelhaul.load.status import RunShape, block_lines, plain_line, progress_of
 
 pytestmark = pytest.mark.unit
 
@@ -135,3 +135,15 @@ def test_diagnosis_seconds_watched_are_shown_with_diagnose() -> None:
     )
     assert block_lines(p)[-1] == "diagnosis: watching the stack, 42s"
     assert " diagnosis=42s " in plain_line(p)
+    known = progress_of(
+        _stats().live(T0 + 5, T0 + 9),
+        elapsed_s=30,
+        seconds=5,
+        shape=RunShape(run_time_s=None, iterations=None, rate=None),
+        diagnosis_s=42.7,
+        diagnosis_top=("auth", 1.4234),
+    )
+    assert block_lines(known)[-1] == (
+        "diagnosis: watching the stack, 42s; highest CPU demand so far: auth (1.42 CPUs)"
+    )
+    assert " diagnosis=42s diagnosis_top=auth:1.42 " in plain_line(known)
