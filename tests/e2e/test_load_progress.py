@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -46,9 +47,11 @@ def _piped(stack: StackInfo, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _under_pty(argv: list[str], timeout_s: float = 120) -> tuple[int, str]:
+def _under_pty(
+    argv: list[str], timeout_s: float = 120, interrupt_on: str | None = None
+) -> tuple[int, str]:
     """Run ``argv`` with stdin, stdout and stderr on a 120x40 pseudo-terminal; its exit code
-    and everything it wrote."""
+    and everything it wrote. ``interrupt_on``: press Ctrl-C (SIGINT) once this is shown."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(
@@ -69,6 +72,9 @@ def _under_pty(argv: list[str], timeout_s: float = 120) -> tuple[int, str]:
                 if not data:
                     break
                 out += data
+                if interrupt_on is not None and interrupt_on.encode() in out:
+                    proc.send_signal(signal.SIGINT)
+                    interrupt_on = None
             elif proc.poll() is not None:
                 break
         return proc.wait(timeout=30), out.decode("utf-8", "replace")
@@ -94,6 +100,14 @@ def test_on_a_terminal_a_live_block_then_the_final_table(stack: StackInfo) -> No
     table = out.find("Aggregated")
     assert table > block, "the final table comes after the last block"
     assert PROGRESS not in out  # plain lines are for logs, not terminals
+
+
+def test_ctrl_c_on_a_terminal_shows_what_was_measured(stack: StackInfo) -> None:
+    code, out = _under_pty(_argv(stack, "--run-time", "60s"), interrupt_on="p95 5s")
+    assert code == 130, out[-3000:]
+    stopped = out.find("interrupted: stopping the users")
+    assert stopped > out.find("p95 5s") >= 0
+    assert out.find("Aggregated") > stopped
 
 
 def test_piped_prints_plain_lines_at_the_interval_and_nothing_else(
