@@ -21,6 +21,12 @@ And two load generators:
              per iteration (manifest by tag, config blob, layer blob) with a fixed bearer
              token header.
 
+And the live display's cost (issue #17), on the static target: ``keelhaul load`` with its
+progress off (``--print-every 0``) against the same run with its stderr on a pseudo-terminal,
+where the live status block is redrawn every second (the costlier of the two displays);
+alternating, median of ``--runs``; target ratio >= 0.98. Written to
+bench/results/load_display.json.
+
 Same users, same duration, alternating, median of ``--runs``. Reported: requests/s of each,
 the ratio (target >= 0.7 on the static target), and CPU-seconds per 1000 requests of each
 load-generator process (psutil, user + system, from the moment its users start until its
@@ -31,19 +37,23 @@ in one run mean anything. Writes bench/results/load.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import pty
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from keelhaul import atomicfile
 from keelhaul.client.auth import Credentials, repository_scope
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.images import BuiltImage
@@ -53,6 +63,8 @@ from keelhaul.stack.stack import Stack
 from static_registry import StaticRegistry
 
 RESULTS = Path(__file__).parent / "results" / "load.json"
+DISPLAY_RESULTS = Path(__file__).parent / "results" / "load_display.json"
+DISPLAY_TARGET = 0.98
 BARE = Path(__file__).with_name("load_bare.py")
 REPO = "keelhaul/load"
 IMAGE = ("--images", "1", "--layers", "1", "--layer-size", "4k")
@@ -63,11 +75,38 @@ def _cpu(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def _measure(argv: list[str], marker: str, env: dict[str, str], workdir: Path) -> tuple[float, str]:
-    """Run ``argv``; CPU seconds from ``marker`` on its stderr to its first stdout line."""
+def _drain(fd: int, path: Path) -> None:
+    """Copy what a pseudo-terminal shows into ``path`` until its other side closes."""
+    with path.open("ab") as sink:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            sink.write(data)
+            sink.flush()
+
+
+def _measure(
+    argv: list[str], marker: str, env: dict[str, str], workdir: Path, *, terminal: bool = False
+) -> tuple[float, str]:
+    """Run ``argv``; CPU seconds from ``marker`` on its stderr to its first stdout line.
+    ``terminal``: its stderr is a pseudo-terminal (the live display draws there)."""
     err_path = workdir / "stderr.txt"
-    with err_path.open("w") as err:
+    err_path.write_text("")
+    with contextlib.ExitStack() as cleanup:
+        if terminal:
+            master, slave = pty.openpty()
+            cleanup.callback(os.close, master)
+            err: Any = slave
+        else:
+            err = cleanup.enter_context(err_path.open("w"))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        if terminal:
+            os.close(slave)
+            threading.Thread(target=_drain, args=(master, err_path), daemon=True).start()
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
         while marker not in err_path.read_text():
@@ -84,17 +123,28 @@ def _measure(argv: list[str], marker: str, env: dict[str, str], workdir: Path) -
 
 
 def run_keelhaul(
-    where: list[str], users: int, seconds: float, workdir: Path, env_extra: dict[str, str]
+    where: list[str],
+    users: int,
+    seconds: float,
+    workdir: Path,
+    env_extra: dict[str, str],
+    *,
+    display: str = "off",
 ) -> dict[str, Any]:
+    """One run; ``display``: ``off`` (no progress) or ``terminal`` (the live block)."""
     out = workdir / "keelhaul.json"
     argv = [
         sys.executable, "-m", "keelhaul", "load", *where, *IMAGE,
         "--mix", "pull-reuse", "--users", str(users), "--run-time", f"{seconds}s",
         "--json", str(out),
     ]  # fmt: skip
+    if display == "off":
+        argv += ["--print-every", "0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEELHAUL_")}
     env.update(env_extra)
-    cpu, _ = _measure(argv, "keelhaul load: running:", env, workdir)
+    if display == "terminal":
+        env["TERM"] = "xterm"
+    cpu, _ = _measure(argv, "keelhaul load: running:", env, workdir, terminal=display == "terminal")
     doc = json.loads(out.read_text())
     agg = doc["aggregated"]
     return {
@@ -181,6 +231,37 @@ def on_static(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         registry.stop()
 
 
+def display_overhead(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """keelhaul load's throughput without progress and with the live block, alternating."""
+    tag, image = build_seed_images(1, layers=1, layer_size=4096, seed=0)[0]
+    registry = StaticRegistry(workdir / "static-display", REPO, tag, image)
+    registry.start()
+    results: dict[str, list[dict[str, Any]]] = {"off": [], "terminal": []}
+    try:
+        where = ["--target", registry.url]
+        env = {"KEELHAUL_REGISTRY_USERNAME": "bench", "KEELHAUL_REGISTRY_PASSWORD": "bench"}
+        for run in range(args.runs):
+            for display in ("off", "terminal"):
+                r = run_keelhaul(where, args.users, args.seconds, workdir, env, display=display)
+                results[display].append(r)
+            print(
+                f"display run {run + 1}: off {results['off'][-1]['rps']:.0f} req/s, live block "
+                f"{results['terminal'][-1]['rps']:.0f} req/s",
+                flush=True,
+            )
+    finally:
+        registry.stop()
+    off = float(statistics.median(r["rps"] for r in results["off"]))
+    shown = float(statistics.median(r["rps"] for r in results["terminal"]))
+    return {
+        "results": results,
+        "median_rps": {"off": off, "terminal": shown},
+        "ratio": shown / off,
+        "target_ratio": DISPLAY_TARGET,
+        "met": shown / off >= DISPLAY_TARGET,
+    }
+
+
 def on_stack(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     stack = Stack(workdir / "stack")
     try:
@@ -207,19 +288,47 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--targets", default="static,stack", help="static, stack or both")
+    parser.add_argument(
+        "--parts", default="compare,display", help="compare (vs bare Locust), display or both"
+    )
+    parser.add_argument("--note", default="", help="recorded with the results (conditions)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="keelhaul-bench-load-"))
+    parts = args.parts.split(",")
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if "display" in parts:
+        shown = display_overhead(args, workdir)
+        doc = {
+            "benchmark": "load-display",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine,
+            "note": args.note,
+            "users": args.users,
+            "seconds": args.seconds,
+            "runs": args.runs,
+            "target": "static",
+            **shown,
+        }
+        atomicfile.write_text(DISPLAY_RESULTS, json.dumps(doc, indent=2) + "\n")
+        verdict = "met" if shown["met"] else "NOT met"
+        print(
+            f"live display: {shown['median_rps']['terminal']:.0f} / "
+            f"{shown['median_rps']['off']:.0f} req/s = {shown['ratio']:.3f} "
+            f"(target >= {DISPLAY_TARGET}: {verdict}); results: {DISPLAY_RESULTS}"
+        )
+    if "compare" not in parts:
+        return 0
     targets: dict[str, Any] = {}
     for name in args.targets.split(","):
         targets[name] = (on_static if name == "static" else on_stack)(args, workdir)
     summary = {
         "benchmark": "load",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine,
         "users": args.users,
         "seconds": args.seconds,
         "runs": args.runs,

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keelhaul.errors import ConfigError
-from keelhaul.load.mix import DEFAULT_MIX, SCENARIOS, Mix, format_mix, parse_mix
+from keelhaul.load.mix import DEFAULT_MIX, Mix, format_mix, parse_mix
+from keelhaul.load.scenarios import SCENARIOS
 from keelhaul.load.settings import (
     DEFAULT_RUN_TIME_S,
     LoadSettings,

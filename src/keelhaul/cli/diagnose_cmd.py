@@ -9,15 +9,23 @@ The verdict goes to stdout, progress to stderr; errors map to exit codes in
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from keelhaul.cli.stack_cmd import DEFAULT_DIR  # spelled out there: nothing heavy is imported
 
+if TYPE_CHECKING:
+    from keelhaul.diagnose.model import Collection
+
 __all__ = ["diagnose", "profile"]
+
+PLAIN_EVERY_S = 10.0
+"""Off a terminal, a progress line this often (a terminal's status line: every second)."""
 
 _dir_option = click.option(
     "--dir",
@@ -30,7 +38,35 @@ _dir_option = click.option(
 
 
 def _say(message: str) -> None:
-    click.echo(f"keelhaul diagnose: {message}", err=True)
+    click.echo(f"keelhaul diagnose: {message}", file=sys.stderr)  # rich's proxy while live
+
+
+def _progress(duration: float) -> tuple[Callable[[float, Callable[[], Collection]], None], Any]:
+    """The callback ``diagnose_for`` calls each second, and what to stop at the end: a rich
+    status line on a terminal, a plain line every PLAIN_EVERY_S seconds elsewhere."""
+    from keelhaul.diagnose.watching import progress_text, top_cpu_tier
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        live = Live(console=Console(file=sys.stderr), auto_refresh=False, transient=True)
+        live.start()
+
+        def draw(watched: float, collection: Callable[[], Collection]) -> None:
+            text = progress_text(watched, duration, top_cpu_tier(collection()))
+            live.update(Text(f"keelhaul diagnose: {text}"), refresh=True)
+
+        return draw, live.stop
+    printed = [0.0]
+
+    def line(watched: float, collection: Callable[[], Collection]) -> None:
+        if watched - printed[0] >= PLAIN_EVERY_S:
+            printed[0] = watched
+            _say("progress " + progress_text(watched, duration, top_cpu_tier(collection())))
+
+    return line, lambda: None
 
 
 @click.command("diagnose")
@@ -60,11 +96,19 @@ def diagnose(
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_a: stop.set())
+    progress, end_progress = _progress(duration)
     try:
         report = diagnose_for(
-            stack_dir, duration, load_pids=load_pids, profile=with_profile, stop=stop, say=_say
+            stack_dir,
+            duration,
+            load_pids=load_pids,
+            profile=with_profile,
+            stop=stop,
+            say=_say,
+            progress=progress,
         )
     finally:
+        end_progress()
         signal.signal(signal.SIGINT, previous)
     write_reports(report, json_path=json_path, html_path=html_path)
     click.echo(render_text(report), nl=False)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from keelhaul.load.mix import DEFAULT_MIX, SCENARIOS
+from keelhaul.load.mix import DEFAULT_MIX
+from keelhaul.load.scenarios import SCENARIOS
 
 __all__ = ["load"]
 
@@ -29,6 +31,7 @@ _FIELDS = {
     "late_after": "late_after_ms",
     "timeout": "timeout_s",
     "expect_workers_timeout": "expect_workers_timeout_s",
+    "print_every": "print_every_s",
 }
 """Options whose setting has a unit in its name."""
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -43,7 +46,45 @@ def patch_process() -> None:
 
 
 def _say(message: str) -> None:
-    click.echo(f"keelhaul load: {message}", err=True)
+    # sys.stderr looked up now: while the live block is drawn it is rich's proxy, which
+    # prints the message above the block instead of through it
+    click.echo(f"keelhaul load: {message}", file=sys.stderr)
+
+
+def _display(settings: Any, diagnosis_since: float | None, diagnosis_file: Path | None) -> Any:
+    """Progress on stderr: a live block on a terminal, plain lines elsewhere (CI logs)."""
+    from keelhaul.load.live import DisplaySpec
+
+    stream = sys.stderr
+    return DisplaySpec(
+        stream=stream,
+        terminal=stream.isatty(),
+        every_s=settings.print_every_s,
+        diagnosis_since=diagnosis_since,
+        diagnosis_top=(
+            _top_reader(diagnosis_file, diagnosis_since or 0.0)
+            if diagnosis_file is not None
+            else None
+        ),
+    )
+
+
+def _top_reader(path: Path, since: float) -> Any:
+    """Reads the ``--diagnose`` agent's ``progress.json``: its top CPU tier so far, or None
+    (not written yet by this run's agent, or unreadable)."""
+    import json
+
+    from keelhaul.diagnose.watching import parse_progress
+
+    def top() -> tuple[str, float] | None:
+        try:
+            if path.stat().st_mtime < since:  # a previous run's, in the same --diagnose-dir
+                return None
+            return parse_progress(json.loads(path.read_text(encoding="utf-8")))[1]
+        except (OSError, ValueError):
+            return None
+
+    return top
 
 
 def _setup_logging(level: str) -> None:
@@ -57,7 +98,7 @@ def _setup_logging(level: str) -> None:
     "load",
     epilog=(
         "Scenarios: "
-        + "; ".join(f"{name}: {what}" for name, what in SCENARIOS.items())
+        + "; ".join(f"{name}: {record.description}" for name, record in SCENARIOS.items())
         + ". Without --target, the local stack in --stack-dir is started (or reused) and "
         "loaded. See README.md, 'Load testing'."
     ),
@@ -113,6 +154,9 @@ def _setup_logging(level: str) -> None:
               help="Write the JSON report here.")  # fmt: skip
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the self-contained HTML report here.")  # fmt: skip
+@click.option("--print-every", metavar="DURATION",
+              help="Progress: off a terminal, one line this often; 0: none, "
+              "not even the live block on a terminal [10s].")  # fmt: skip
 @click.option("-L", "--loglevel", type=click.Choice(_LEVELS), default="WARNING",
               show_default=True, help="Log level (Locust's logs too).")  # fmt: skip
 # --- keelhaul.diagnose hook (issue #6): the options; see keelhaul.diagnose.loadhook --------
@@ -162,13 +206,20 @@ def load(
         return
     # --- keelhaul.diagnose hook (issue #6): start before the run, finish after it ---------
     hook = None
+    diagnosis_since: float | None = None
     if diagnose or diagnose_profile:
         from keelhaul.diagnose.loadhook import DiagnosisHook
 
         hook = DiagnosisHook.start(settings, profile=diagnose_profile, out_dir=diagnose_dir)
         settings = hook.settings
+        diagnosis_since = time.time()
+    display = _display(
+        settings, diagnosis_since, hook.diagnosis.workdir / "progress.json" if hook else None
+    )
     try:
-        result = load_runner.run(settings, checks, environ=os.environ, home=home, say=_say)
+        result = load_runner.run(
+            settings, checks, environ=os.environ, home=home, say=_say, display=display
+        )
     except BaseException:
         if hook is not None:
             hook.finish(_say)

@@ -3,13 +3,15 @@
 Started by :class:`keelhaul.diagnose.session.Diagnosis`; samples the stack once a second
 (and records a py-spy profile with ``--profile``) until SIGTERM or SIGINT, then writes
 ``W/collection.json`` (and ``W/profile.txt``). It touches ``W/ready`` once the first
-reading is taken, and stops by itself when its parent is gone or after ``--max-seconds``,
-so it never outlives the run it watches.
+reading is taken, writes ``W/progress.json`` every few seconds (the load's live block shows
+it), and stops by itself when its parent is gone or after ``--max-seconds``, so it never
+outlives the run it watches.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -18,14 +20,17 @@ import threading
 import time
 from pathlib import Path
 
+from keelhaul.atomicfile import write_text
 from keelhaul.diagnose.profile import BESIDE_LOAD_RATE, Profiler
 from keelhaul.diagnose.sampler import Sampler
 from keelhaul.diagnose.watch import build_collectors, describe, load_targets
+from keelhaul.diagnose.watching import progress_document
 from keelhaul.errors import KeelhaulError, ProfileError
 
 __all__ = ["main"]
 
 MAX_SECONDS = 6 * 3600
+PROGRESS_EVERY_S = 5
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -83,10 +88,17 @@ def run(args: argparse.Namespace) -> int:
     if profiler is not None:
         profiler.start()
     (args.workdir / "ready").touch()
-    deadline = time.monotonic() + args.max_seconds
+    started = time.monotonic()
+    deadline = started + args.max_seconds
+    beats = 0
     while not stop.wait(1.0):
         if not _alive(args.parent) or time.monotonic() >= deadline:
             break
+        beats += 1
+        if beats % PROGRESS_EVERY_S == 0:
+            doc = progress_document(time.monotonic() - started, sampler.collection())
+            with contextlib.suppress(KeelhaulError):  # progress only: the diagnosis goes on
+                write_text(args.workdir / "progress.json", json.dumps(doc))
     if profiler is not None:
         try:
             profiler.stop()

@@ -81,8 +81,10 @@ def diagnose_for(
     profile: bool = False,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    progress: Callable[[float, Callable[[], Collection]], None] | None = None,
 ) -> Report:
-    """Watch a running stack for ``seconds`` (or until ``stop`` is set) in this process."""
+    """Watch a running stack for ``seconds`` (or until ``stop`` is set) in this process.
+    ``progress(seconds_watched, collection_so_far)`` is called about once a second."""
     _state, targets = load_targets(stack_dir, load_pids=tuple(load_pids))
     sampler = Sampler(build_collectors(targets), meta=describe(targets))
     event = stop or threading.Event()
@@ -101,7 +103,7 @@ def diagnose_for(
             if profiler is not None:
                 profiler.start()
             say(f"watching {targets.stack_dir} for {seconds:g} s")
-            event.wait(seconds)
+            _wait(event, seconds, progress, sampler.collection)
         finally:
             if profiler is not None:
                 try:
@@ -111,6 +113,24 @@ def diagnose_for(
             collection = sampler.stop()
         recorded = profile_or_note(raw, error) if profile else None
     return analyse(collection, profile=recorded)
+
+
+def _wait(
+    event: threading.Event,
+    seconds: float,
+    progress: Callable[[float, Callable[[], Collection]], None] | None,
+    collection: Callable[[], Collection],
+) -> None:
+    """``event.wait(seconds)``, telling ``progress`` once a second how long it has been."""
+    if progress is None:
+        event.wait(seconds)
+        return
+    started = time.monotonic()
+    while True:
+        left = seconds - (time.monotonic() - started)
+        if left <= 0 or event.wait(min(1.0, left)):
+            return
+        progress(time.monotonic() - started, collection)
 
 
 class Diagnosis:

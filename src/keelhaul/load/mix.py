@@ -12,16 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["DEFAULT_MIX", "SCENARIOS", "Mix", "MixEntry", "format_mix", "parse_mix"]
+from keelhaul.load.scenarios import SCENARIOS
 
-SCENARIOS: dict[str, str] = {
-    "pull": "ping, token, manifest GET, then the config and layer blobs (docker pull)",
-    "push": "ping, token, blob HEAD, upload start/PATCH/PUT, manifest PUT (docker push)",
-    "login": "ping, token: the token service alone (docker login)",
-    "browse": "ping, token, tags, catalog (a registry UI)",
-    "pull-reuse": "pull, keeping the client's token across iterations (benchmarks only)",
-}
-"""Every scenario, with the requests one flow makes."""
+__all__ = ["DEFAULT_MIX", "Mix", "MixEntry", "format_mix", "parse_mix"]
 
 DEFAULT_MIX = "pull=8,push=1,login=1,browse=1"
 """Mostly pulls, as a registry behind CI runners and deployments sees: one push and one

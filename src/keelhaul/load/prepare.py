@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from keelhaul.client.auth import Credentials
@@ -19,7 +19,9 @@ from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.registry import RegistryClient
 from keelhaul.errors import LoadError, RegistryClientError
 from keelhaul.load import seed as seeding
+from keelhaul.load.mix import MixEntry
 from keelhaul.load.plan import RunPlan
+from keelhaul.load.scenarios import scenario
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.target import Target
 
@@ -37,6 +39,11 @@ class Prepared:
     plan: RunPlan
     seeded: seeding.SeedOutcome
     deletes: seeding.DeleteSupport
+
+
+def _pushes(mix: Sequence[MixEntry]) -> bool:
+    """Whether a scenario of ``mix`` pushes (so the run needs a push repository)."""
+    return any(scenario(name).needs_push_repo for name, _ in mix)
 
 
 def _verify(settings: LoadSettings, target: Target) -> bool | ssl.SSLContext:
@@ -67,7 +74,6 @@ def prepare(
     settings: LoadSettings, target: Target, run_id: str, say: Callable[[str], None]
 ) -> Prepared:
     """Seed the test repository, check both identities, probe deletes; the run plan."""
-    scenarios = {name for name, _ in settings.mix}
     pusher = admin_client(settings, target, target.identities.push)
     puller = admin_client(settings, target, target.identities.pull)
     push_repo = seeding.push_repository(settings.repo, run_id)
@@ -79,7 +85,7 @@ def prepare(
             )
             seeded = seeding.seed(pusher, settings.repo, built, say=say)
             puller.head_manifest(settings.repo, seeded.images[0].tag)
-            if "push" in scenarios:
+            if _pushes(settings.mix):
                 deletes = seeding.deletes_allowed(pusher, push_repo)
             else:
                 deletes = seeding.DeleteSupport(False, "no pushes in the mix")
@@ -121,7 +127,7 @@ def clean_up(
     """Delete what the run pushed (when deletes work); a note for the report, and labels."""
     plan = prepared.plan
     labels = {"push_repository": plan.push_repo}
-    if "push" not in {name for name, _ in plan.mix}:
+    if not _pushes(plan.mix):
         return "", {}
     if settings.keep_pushes:
         labels["push_cleanup"] = "none: --keep-pushes"

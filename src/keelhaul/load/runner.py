@@ -31,19 +31,21 @@ from typing import Any, Literal
 import gevent
 import locust
 from locust.env import Environment
-from locust.runners import STATE_STOPPED, MasterRunner
+from locust.runners import STATE_STOPPED, WORKER_REPORT_INTERVAL, MasterRunner
 
 from keelhaul.errors import LoadError
 from keelhaul.load.checks import Check
 from keelhaul.load.children import LocalWorkers, worker_argv, worker_env
 from keelhaul.load.hooks import STATE_KEY, attach
+from keelhaul.load.live import DisplaySpec, LiveDisplay
 from keelhaul.load.plan import DONE_MESSAGE, ERROR_MESSAGE, PLAN_MESSAGE, RunPlan
 from keelhaul.load.prepare import Prepared, clean_up, new_run_id, prepare
 from keelhaul.load.report_json import ClosedModel, OpenModel, RunInfo
 from keelhaul.load.results import Outcome, conclude
-from keelhaul.load.runtime import COMPOSITE, Runtime
+from keelhaul.load.runtime import Runtime
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.stats import RunStats
+from keelhaul.load.status import WINDOW_S, Progress, RunShape, progress_of
 from keelhaul.load.target import Target, open_target
 from keelhaul.load.users import make_user_class
 
@@ -51,6 +53,8 @@ __all__ = ["RunResult", "run"]
 
 POLL_S = 0.05
 FINAL_REPORT_WAIT_S = 15.0
+REPORT_LAG_S = int(WORKER_REPORT_INTERVAL) + 1
+"""On a master, the last seconds are not in yet: workers report every few seconds."""
 
 logger = logging.getLogger(__name__)
 
@@ -129,13 +133,15 @@ def run(
     environ: Mapping[str, str],
     home: Path,
     say: Callable[[str], None],
+    display: DisplaySpec | None = None,
 ) -> RunResult:
-    """The whole run; raises LoadError (nothing was loaded) or returns the outcome."""
+    """The whole run; raises LoadError (nothing was loaded) or returns the outcome.
+    ``display``: where progress goes while it runs (none: no progress)."""
     # SIGTERM (a CI job cancelled) ends the run like Ctrl-C: users stop, reports are written
     main = gevent.getcurrent()
     on_term = gevent.signal_handler(signal.SIGTERM, gevent.kill, main, KeyboardInterrupt)
     try:
-        return _run(settings, checks, environ=environ, home=home, say=say)
+        return _run(settings, checks, environ=environ, home=home, say=say, display=display)
     finally:
         on_term.cancel()
 
@@ -147,6 +153,7 @@ def _run(
     environ: Mapping[str, str],
     home: Path,
     say: Callable[[str], None],
+    display: DisplaySpec | None,
 ) -> RunResult:
     target = open_target(settings, environ=environ, home=home, say=say)
     try:
@@ -157,7 +164,7 @@ def _run(
             f"test data: {len(s.images)} images in {settings.repo} "
             f"({s.present} present, {s.pushed} pushed)"
         )
-        return _load(settings, checks, target, prepared, environ, say)
+        return _load(settings, checks, target, prepared, environ, say, display)
     finally:
         if target.started_stack and target.stack is not None and not settings.keep_stack:
             target.stack.down()
@@ -176,7 +183,7 @@ class _Session:
     def __init__(self, settings: LoadSettings, target: Target, plan: RunPlan) -> None:
         self.settings = settings
         self.plan = plan
-        self.stats = RunStats(composite=COMPOSITE)
+        self.stats = RunStats()
         self.runtime = Runtime(self.stats)
         self.env = Environment(
             user_classes=[make_user_class(self.runtime)],
@@ -205,7 +212,13 @@ class _Session:
         self.attachment = attach(self.env, self.stats)
         self.web: Any = None
 
-    def drive(self, target: Target, environ: Mapping[str, str], say: Callable[[str], None]) -> bool:
+    def drive(
+        self,
+        target: Target,
+        environ: Mapping[str, str],
+        say: Callable[[str], None],
+        display: DisplaySpec | None = None,
+    ) -> bool:
         """Workers in, the test run and stopped, the last statistics in. True: Ctrl-C."""
         settings, master, runner = self.settings, self.master, self.runner
         if master is not None:
@@ -216,22 +229,59 @@ class _Session:
             self.web = self.env.create_web_ui(settings.web_host, settings.web_port)
             say(f"Locust web UI on http://{settings.web_host}:{_web_port(self.web)}/")
         interrupted = False
+        live: LiveDisplay | None = None
+        if display is not None and settings.autostart:
+            live = LiveDisplay(display, lambda: self.progress(display), say)
         try:
-            if settings.autostart:
-                _headless(settings, runner, self.runtime, master, say)
-            else:
-                say("start the test from the web UI; Ctrl-C ends the run and writes the reports")
-                runner.greenlet.join()
-        except KeyboardInterrupt:
-            interrupted = True
-            say("interrupted: stopping the users")
-        runner.stop()
-        if master is not None and not self.attachment.wait_for_final_reports(FINAL_REPORT_WAIT_S):
-            missing = ", ".join(sorted(self.attachment.pending_workers()))
-            say(f"warning: no final statistics from {missing}; the numbers may be short")
+            try:
+                if settings.autostart:
+                    _headless(settings, runner, self.runtime, master, say, live)
+                else:
+                    say(
+                        "start the test from the web UI; Ctrl-C ends the run and writes the reports"
+                    )
+                    runner.greenlet.join()
+            except KeyboardInterrupt:
+                interrupted = True
+                say("interrupted: stopping the users")
+            runner.stop()
+            if master is not None and not self.attachment.wait_for_final_reports(
+                FINAL_REPORT_WAIT_S
+            ):
+                missing = ", ".join(sorted(self.attachment.pending_workers()))
+                say(f"warning: no final statistics from {missing}; the numbers may be short")
+        finally:
+            if live is not None:
+                live.stop()
         if master is not None and master.errors:
             raise LoadError(f"a worker failed: {master.errors[0]}")
         return interrupted
+
+    def progress(self, display: DisplaySpec | None = None) -> Progress:
+        """The run so far, for the live display (read on its timer, off the users' path)."""
+        settings, master = self.settings, self.master
+        now = time.time()
+        started = self.clock.started
+        last = int(now) - 1 - (REPORT_LAG_S if master is not None else 0)
+        first = last - WINDOW_S + 1
+        if started is not None:
+            first = max(first, int(started))
+        since = display.diagnosis_since if display is not None else None
+        top = display.diagnosis_top if display is not None else None
+        workers = None
+        if master is not None:
+            expected = settings.worker_processes or settings.expect_workers
+            workers = (len(master.active()), expected)
+        return progress_of(
+            self.stats.live(first, last),
+            elapsed_s=now - started if started is not None else 0.0,
+            seconds=last - first + 1,
+            shape=RunShape(settings.effective_run_time_s, settings.iterations, settings.rate),
+            users=int(self.runner.user_count),
+            workers=workers,
+            diagnosis_s=now - since if since is not None else None,
+            diagnosis_top=top() if top is not None else None,
+        )
 
     def close(self) -> None:
         self.runner.quit()
@@ -269,12 +319,13 @@ def _load(
     prepared: Prepared,
     environ: Mapping[str, str],
     say: Callable[[str], None],
+    display: DisplaySpec | None,
 ) -> RunResult:
     session = _Session(settings, target, prepared.plan)
     notes: list[str] = []
     labels: dict[str, str] = {}
     try:
-        interrupted = session.drive(target, environ, say)
+        interrupted = session.drive(target, environ, say, display)
     finally:
         session.close()
         note, labels = clean_up(settings, target, prepared)  # also after a failed run
@@ -363,6 +414,7 @@ def _headless(
     runtime: Runtime,
     master: _Master | None,
     say: Callable[[str], None],
+    live: LiveDisplay | None = None,
 ) -> None:
     users, spawn_rate = settings.effective_users, settings.effective_spawn_rate
     run_time = settings.effective_run_time_s
@@ -371,6 +423,8 @@ def _headless(
               if settings.iterations else ""]  # fmt: skip
     say(f"running: {model}, mix {settings.mix_text}, until {' or '.join(b for b in bounds if b)}")
     spawner = gevent.spawn(runner.start, users, spawn_rate)
+    if live is not None:
+        live.start()
     deadline = time.monotonic() + run_time if run_time else None
     while True:
         gevent.sleep(POLL_S)

@@ -29,20 +29,18 @@ from gevent.event import Event
 from gevent.pool import Pool
 from locust.exception import StopUser
 
-from keelhaul.client.images import build_image
+from keelhaul.client.images import BuiltImage, build_image
 from keelhaul.client.registry import RegistryClient
-from keelhaul.load import scenarios
 from keelhaul.load.mix import Mix
 from keelhaul.load.openmodel import Pacer, Ticket
 from keelhaul.load.plan import RunPlan, SeedImage, push_tag
-from keelhaul.load.stats import COMPOSITE_STAGES, RunStats
+from keelhaul.load.scenarios import Scenario, scenario
+from keelhaul.load.stats import RunStats
 from keelhaul.load.target import Identities
 
-__all__ = ["COMPOSITE", "FLOW_REQUEST_TYPE", "Budget", "Runtime"]
+__all__ = ["FLOW_REQUEST_TYPE", "Budget", "Runtime"]
 
 FLOW_REQUEST_TYPE = "flow"
-COMPOSITE = COMPOSITE_STAGES | {"login", "browse"}
-"""Whole-flow entries: left out of the ``Aggregated`` row (their requests are in it)."""
 PLAN_WAIT_S = 30.0
 
 
@@ -179,7 +177,7 @@ class Runtime:
 
     def _flow(self, user: Any, ticket: Ticket | None) -> None:
         assert self.mix is not None
-        scenario = self.mix.next()
+        chosen = scenario(self.mix.next())
         started = time.monotonic()
         context: dict[str, Any] = {}
         if ticket is not None and self.pacer is not None:
@@ -188,13 +186,13 @@ class Runtime:
         failure: BaseException | None = None
         length = 0
         try:
-            length = self._run(user, scenario)
+            length = self._run(user, chosen)
         except Exception as exc:  # noqa: BLE001 - a failed flow is a data point, not a crash
             failure = exc
         elapsed_ms = (time.monotonic() - started) * 1000.0
         self.environment.events.request.fire(
             request_type=FLOW_REQUEST_TYPE,
-            name=scenarios.flow_entry(scenario),
+            name=chosen.entry,
             response_time=elapsed_ms,
             response_length=length,
             exception=failure,  # named as the failing step's error, e.g. "RegistryDenied: ..."
@@ -206,59 +204,50 @@ class Runtime:
 
     # --- the flows ------------------------------------------------------------------------
 
-    def client(self, user: Any, scenario: str) -> RegistryClient:
+    def client(self, user: Any, chosen: Scenario) -> RegistryClient:
         plan = self.plan
         identities = self.identities
         assert plan is not None and identities is not None
         return RegistryClient(
             user.transport,
             plan.registry,
-            credentials=identities.for_scenario(scenario),
+            credentials=identities.for_scenario(chosen),
             plain_http=plan.plain_http,
             token_method=plan.token_method,
             parallel=plan.parallel,
             monolithic_max=0,  # docker's way: POST, one streamed PATCH, an empty PUT
         )
 
-    def _run(self, user: Any, scenario: str) -> int:
+    def _run(self, user: Any, chosen: Scenario) -> int:
+        if chosen.keep_client:
+            if user.kept is None:
+                user.kept = self.client(user, chosen)
+            client = user.kept
+        else:
+            client = self.client(user, chosen)
+        return chosen.flow(client, _Turn(self, user))
+
+    def next_image(self) -> SeedImage:
         plan = self.plan
         assert plan is not None
-        if scenario in ("pull", "pull-reuse"):
-            if scenario == "pull-reuse":
-                if user.kept is None:
-                    user.kept = self.client(user, scenario)
-                client = user.kept
-            else:
-                client = self.client(user, scenario)
-            image = self._next_image(plan)
-            return scenarios.pull(
-                client,
-                plan.repo,
-                image.tag,
-                verify=plan.verify,
-                have=user.have if plan.only_missing else None,
-                run_all=self._run_all,
-            )
-        client = self.client(user, scenario)
-        if scenario == "push":
-            n = self._push_turn
-            self._push_turn += 1
-            tag = push_tag(plan, plan.share.index, n)
-            built = build_image(
-                layers=plan.layers, layer_size=plan.layer_size, seed=unique_seed(plan, n)
-            )
-            sent = scenarios.push(client, plan.push_repo, tag, built)
-            if plan.pushed_log is not None:
-                _log_push(plan.pushed_log, f"{plan.push_repo}:{tag}@{built.digest}")
-            return sent
-        if scenario == "login":
-            return scenarios.login(client, plan.repo)
-        return scenarios.browse(client, plan.repo)
-
-    def _next_image(self, plan: RunPlan) -> SeedImage:
         image = plan.images[self._image_turn % len(plan.images)]
         self._image_turn += 1
         return image
+
+    def next_push(self) -> tuple[str, str, BuiltImage]:
+        plan = self.plan
+        assert plan is not None
+        n = self._push_turn
+        self._push_turn += 1
+        built = build_image(
+            layers=plan.layers, layer_size=plan.layer_size, seed=unique_seed(plan, n)
+        )
+        return plan.push_repo, push_tag(plan, plan.share.index, n), built
+
+    def pushed(self, reference: str) -> None:
+        plan = self.plan
+        if plan is not None and plan.pushed_log is not None:
+            _log_push(plan.pushed_log, reference)
 
     def _run_all(self, calls: Sequence[Callable[[], int]]) -> list[int]:
         """Blob transfers of one flow, ``parallel`` at once, as greenlets."""
@@ -272,6 +261,39 @@ class Runtime:
             if greenlet.exception is not None:
                 raise greenlet.exception
         return [int(g.value) for g in greenlets]
+
+
+class _Turn:
+    """One user's iteration as the flows see it (:class:`~keelhaul.load.scenarios.Turn`)."""
+
+    __slots__ = ("_runtime", "_user")
+
+    def __init__(self, runtime: Runtime, user: Any) -> None:
+        self._runtime = runtime
+        self._user = user
+
+    @property
+    def plan(self) -> RunPlan:
+        plan = self._runtime.plan
+        assert plan is not None
+        return plan
+
+    @property
+    def have(self) -> set[str]:
+        have: set[str] = self._user.have
+        return have
+
+    def next_image(self) -> SeedImage:
+        return self._runtime.next_image()
+
+    def next_push(self) -> tuple[str, str, BuiltImage]:
+        return self._runtime.next_push()
+
+    def pushed(self, reference: str) -> None:
+        self._runtime.pushed(reference)
+
+    def run_all(self, calls: Sequence[Callable[[], int]]) -> list[int]:
+        return self._runtime._run_all(calls)
 
 
 def unique_seed(plan: RunPlan, n: int) -> int:

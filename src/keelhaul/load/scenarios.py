@@ -1,4 +1,9 @@
-"""The flows a simulated docker client runs, written over :class:`RegistryClient`.
+"""What a load scenario is: one :class:`Scenario` record per scenario, in one table.
+
+Everything else in the load kit reads :data:`SCENARIOS` (the mix's names and help, the
+whole-flow statistics entries, the identity a flow runs as, whether the run needs a push
+repository, and the flow itself); :func:`scenario` looks a name up and fails loudly on an
+unknown one. To add a scenario, write its flow here and register one record.
 
 Every flow starts as docker starts: ``GET /v2/`` without credentials, the ``401`` with the
 bearer challenge (counted under ``ping``, as a success), then a token for the scopes of the
@@ -20,45 +25,46 @@ scenario        requests (stage names)
                 the first iteration pings (for ``make bench-load``)
 ==============  ==========================================================================
 
-No Locust here: the transport decides where the requests are counted. ``run_all`` runs a
-list of calls (blob transfers) concurrently; the load kit passes a gevent one.
+No Locust here: the transport decides where the requests are counted, and the process
+running the flow (:class:`~keelhaul.load.runtime.Runtime`) answers the :class:`Turn` calls.
+``run_all`` runs a list of calls (blob transfers) concurrently; the load kit passes a gevent
+one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from keelhaul.client.images import BuiltImage
 from keelhaul.client.media import select_platform
 from keelhaul.client.registry import RegistryClient
+from keelhaul.errors import LoadError
+
+if TYPE_CHECKING:
+    from keelhaul.load.plan import RunPlan, SeedImage
 
 __all__ = [
     "FLOW_ENTRIES",
+    "SCENARIOS",
+    "Flow",
+    "Identity",
     "RunAll",
+    "Scenario",
+    "Turn",
     "browse",
-    "flow_entry",
     "login",
     "pull",
     "push",
+    "scenario",
     "sequential",
 ]
 
-T = TypeVar("T")
 RunAll = Callable[[Sequence[Callable[[], int]]], list[int]]
-
-FLOW_ENTRIES: dict[str, str] = {
-    "pull": "image pull",
-    "pull-reuse": "image pull",
-    "push": "image push",
-    "login": "login",
-    "browse": "browse",
-}
-"""The whole-flow statistics entry of each scenario (its requests count on their own too)."""
-
-
-def flow_entry(scenario: str) -> str:
-    return FLOW_ENTRIES[scenario]
+Identity = Literal["reader", "admin"]
+"""Who runs a flow: ``reader`` (a CI runner pulling) or ``admin`` (a build pipeline pushing
+and browsing). With ``--target`` both are the one identity given."""
 
 
 def sequential(calls: Sequence[Callable[[], int]]) -> list[int]:
@@ -123,3 +129,143 @@ def browse(client: RegistryClient, repository: str) -> int:
     client.tags(repository)
     client.catalog()
     return 0
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+class Turn(Protocol):
+    """What a flow asks of the process running it, for one user's iteration."""
+
+    @property
+    def plan(self) -> RunPlan: ...
+
+    @property
+    def have(self) -> set[str]:
+        """Blobs this user holds already (``--only-missing``)."""
+        ...
+
+    def next_image(self) -> SeedImage:
+        """The seeded image this process pulls next (round-robin)."""
+        ...
+
+    def next_push(self) -> tuple[str, str, BuiltImage]:
+        """Repository, tag and a freshly built image for this process's next push."""
+        ...
+
+    def pushed(self, reference: str) -> None:
+        """``repo:tag@digest`` was pushed (for ``--pushed-log``)."""
+        ...
+
+    def run_all(self, calls: Sequence[Callable[[], int]]) -> list[int]: ...
+
+
+Flow = Callable[[RegistryClient, Turn], int]
+"""One iteration of a scenario over a ready client; returns the body bytes it moved."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One load scenario: everything the load kit needs to know about it."""
+
+    name: str
+    """As written in ``--mix``."""
+    description: str
+    """The requests one flow makes (``keelhaul load --help``)."""
+    entry: str
+    """The whole-flow statistics entry (its requests also count under their own stages)."""
+    identity: Identity
+    needs_push_repo: bool
+    """The run gets a push repository (and deletes what it pushed afterwards)."""
+    flow: Flow
+    keep_client: bool = False
+    """Reuse one client (and its token) across the user's iterations instead of a fresh login."""
+
+
+def _pull_flow(client: RegistryClient, turn: Turn) -> int:
+    plan = turn.plan
+    return pull(
+        client,
+        plan.repo,
+        turn.next_image().tag,
+        verify=plan.verify,
+        have=turn.have if plan.only_missing else None,
+        run_all=turn.run_all,
+    )
+
+
+def _push_flow(client: RegistryClient, turn: Turn) -> int:
+    repository, tag, image = turn.next_push()
+    sent = push(client, repository, tag, image)
+    turn.pushed(f"{repository}:{tag}@{image.digest}")
+    return sent
+
+
+def _login_flow(client: RegistryClient, turn: Turn) -> int:
+    return login(client, turn.plan.repo)
+
+
+def _browse_flow(client: RegistryClient, turn: Turn) -> int:
+    return browse(client, turn.plan.repo)
+
+
+def _table(*records: Scenario) -> Mapping[str, Scenario]:
+    return {record.name: record for record in records}
+
+
+SCENARIOS: Mapping[str, Scenario] = _table(
+    Scenario(
+        "pull",
+        "ping, token, manifest GET, then the config and layer blobs (docker pull)",
+        entry="image pull",
+        identity="reader",
+        needs_push_repo=False,
+        flow=_pull_flow,
+    ),
+    Scenario(
+        "push",
+        "ping, token, blob HEAD, upload start/PATCH/PUT, manifest PUT (docker push)",
+        entry="image push",
+        identity="admin",
+        needs_push_repo=True,
+        flow=_push_flow,
+    ),
+    Scenario(
+        "login",
+        "ping, token: the token service alone (docker login)",
+        entry="login",
+        identity="reader",
+        needs_push_repo=False,
+        flow=_login_flow,
+    ),
+    Scenario(
+        "browse",
+        "ping, token, tags, catalog (a registry UI)",
+        entry="browse",
+        identity="admin",
+        needs_push_repo=False,
+        flow=_browse_flow,
+    ),
+    Scenario(
+        "pull-reuse",
+        "pull, keeping the client's token across iterations (benchmarks only)",
+        entry="image pull",
+        identity="reader",
+        needs_push_repo=False,
+        flow=_pull_flow,
+        keep_client=True,
+    ),
+)
+"""Every scenario, in the order help and errors list them."""
+
+FLOW_ENTRIES = frozenset(record.entry for record in SCENARIOS.values())
+"""The whole-flow statistics entries: left out of the ``Aggregated`` row (their requests
+are in it)."""
+
+
+def scenario(name: str) -> Scenario:
+    """The registered scenario ``name``; LoadError naming the choices for any other."""
+    found = SCENARIOS.get(name)
+    if found is None:
+        raise LoadError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+    return found

@@ -178,6 +178,12 @@ class LoadSettings(FrozenModel):
     worker_stats_dir: Path | None = Field(
         default=None, description="diagnostics: each worker writes its final RunStats here"
     )
+    print_every_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=86400,
+        description="progress: off a terminal, one line this often; 0: no progress at all",
+    )
 
     @field_validator("mix", mode="before")
     @classmethod
@@ -191,7 +197,7 @@ class LoadSettings(FrozenModel):
     def _parse_duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("stop_timeout_s", mode="before")
+    @field_validator("stop_timeout_s", "print_every_s", mode="before")
     @classmethod
     def _parse_duration_or_zero(cls, value: Any) -> Any:
         return parse_duration(value, allow_zero=True) if isinstance(value, str) else value
@@ -339,6 +345,7 @@ def load_load_settings(
 FLAGS = {
     "run_time_s": "--run-time",
     "stop_timeout_s": "--stop-timeout",
+    "print_every_s": "--print-every",
     "drop_after_s": "--drop-after",
     "late_after_ms": "--late-after",
     "timeout_s": "--timeout",

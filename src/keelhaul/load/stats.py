@@ -25,6 +25,7 @@ from typing import Any
 
 from keelhaul.load import histogram as hdr
 from keelhaul.load.layer import Bucket, Layer, Stage, decode_layer, encode_layer
+from keelhaul.load.scenarios import FLOW_ENTRIES
 from keelhaul.load.timeline import AGGREGATED, TimelinePoint, timeline_points
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "STAGE_ORDER",
     "ErrorCount",
     "IterationCounts",
+    "LiveView",
     "RunStats",
     "StageSummary",
     "order_stages",
@@ -58,9 +60,10 @@ STAGE_ORDER = (
 )
 """Known stages in the order reports list them; other names follow, alphabetically."""
 
-COMPOSITE_STAGES = frozenset({"image pull", "image push"})
-"""Whole-image entries: their requests are already counted under their own stages, so they
-are left out of the ``Aggregated`` row (and its timeline) by default."""
+COMPOSITE_STAGES = FLOW_ENTRIES
+"""Whole-flow entries (one per registered scenario): their requests are already counted under
+their own stages, so they are left out of the ``Aggregated`` row (and its timeline) by
+default."""
 
 OTHER_ERRORS = "(other errors)"
 NO_MESSAGE = "(no message)"
@@ -125,6 +128,23 @@ class IterationCounts:
     per_second: tuple[tuple[int, int, int], ...]  # (epoch second, late, dropped)
 
 
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """A cheap reading for a live display (:meth:`RunStats.live`): whole-run counts per stage
+    (``(count, failures, bytes)``), the open model's counters, the most recent error, and
+    per-stage buckets summed over a few recent seconds."""
+
+    stages: Mapping[str, tuple[int, int, int]]
+    composite: frozenset[str]
+    scheduled: int
+    late: int
+    dropped: int
+    last_error: tuple[str, str] | None
+    window: Mapping[str, Bucket]
+    window_seconds: tuple[int, int]
+    """First and last epoch second of ``window`` (inclusive)."""
+
+
 def _row(name: str, stage: Stage, duration_s: float) -> StageSummary:
     if not stage.count:
         none = None
@@ -177,6 +197,8 @@ class RunStats:
         self._seq = 0
         self._seen: dict[str, int] = {}
         self.duplicate_deltas = 0
+        self.last_error: tuple[str, str] | None = None
+        """(stage, message) of the latest failure recorded or merged (for live displays)."""
 
     # --- recording (hot path) -------------------------------------------------------------
 
@@ -238,6 +260,7 @@ class RunStats:
             bucket.failures += 1
             key = self._admit(name, error[:MAX_ERROR_LENGTH] if error else NO_MESSAGE)
             layer.errors[key] = layer.errors.get(key, 0) + 1
+            self.last_error = key
 
     def scheduled(self, n: int = 1) -> None:
         """The open-model pacer intended to start ``n`` more iterations."""
@@ -311,6 +334,8 @@ class RunStats:
             key = self._admit(stage, message[:MAX_ERROR_LENGTH])
             admitted[key] = admitted.get(key, 0) + count
         layer.errors = admitted
+        if admitted:  # a delta keeps no order: its most frequent error stands for it
+            self.last_error = max(admitted.items(), key=lambda kv: kv[1])[0]
         self._pending.absorb(layer, steal=True)
         if layer.timeline:
             self._seal(max(layer.timeline))
@@ -340,6 +365,7 @@ class RunStats:
         self._error_keys = set()
         self._seen = {}
         self.duplicate_deltas = 0
+        self.last_error = None
 
     # --- reading --------------------------------------------------------------------------
 
@@ -351,6 +377,40 @@ class RunStats:
         view = self._total.copy()
         view.absorb(self._pending)
         return view
+
+    def live(self, first_s: int, last_s: int) -> LiveView:
+        """What a progress display needs, without copying the run's timeline: whole-run
+        counters, and the buckets of seconds ``first_s`` .. ``last_s`` summed per stage."""
+        stages: dict[str, tuple[int, int, int]] = {}
+        window: dict[str, Bucket] = {}
+        layers = (self._total, self._pending)
+        for layer in layers:
+            for name, stage in layer.stages.items():
+                count, failures, length = stages.get(name, (0, 0, 0))
+                stages[name] = (
+                    count + stage.count,
+                    failures + stage.failures,
+                    length + stage.bytes,
+                )
+            for second in range(first_s, last_s + 1):
+                row = layer.timeline.get(second)
+                if row is None:
+                    continue
+                for name, bucket in row.items():
+                    mine = window.get(name)
+                    if mine is None:
+                        mine = window[name] = Bucket()
+                    mine.add(bucket)
+        return LiveView(
+            stages=stages,
+            composite=self.composite,
+            scheduled=sum(layer.scheduled for layer in layers),
+            late=sum(layer.late for layer in layers),
+            dropped=sum(layer.dropped for layer in layers),
+            last_error=self.last_error,
+            window=window,
+            window_seconds=(first_s, last_s),
+        )
 
     @property
     def count(self) -> int:

@@ -22,11 +22,11 @@ from pathlib import Path
 from keelhaul.client.auth import Credentials
 from keelhaul.client.credentials import resolve_credentials
 from keelhaul.errors import KeelhaulError, LoadError
+from keelhaul.load.scenarios import Scenario
 from keelhaul.load.settings import LoadSettings
 from keelhaul.stack import Stack, StackState, load_stack_settings
 
 __all__ = [
-    "PULL_SCENARIOS",
     "Identities",
     "Target",
     "embedded_identities",
@@ -35,17 +35,16 @@ __all__ = [
     "worker_identities",
 ]
 
-PULL_SCENARIOS = frozenset({"pull", "pull-reuse", "login"})
-"""Run as the pull identity; the others (push, browse) as the push identity."""
-
 
 @dataclass(frozen=True)
 class Identities:
+    """``pull`` runs the ``reader`` scenarios, ``push`` the ``admin`` ones."""
+
     pull: Credentials
     push: Credentials
 
-    def for_scenario(self, scenario: str) -> Credentials:
-        return self.pull if scenario in PULL_SCENARIOS else self.push
+    def for_scenario(self, scenario: Scenario) -> Credentials:
+        return self.pull if scenario.identity == "reader" else self.push
 
 
 @dataclass(frozen=True)

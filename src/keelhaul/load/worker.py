@@ -29,7 +29,7 @@ from keelhaul.errors import KeelhaulError, LoadError
 from keelhaul.load.hooks import attach
 from keelhaul.load.plan import DONE_MESSAGE, ERROR_MESSAGE, PLAN_MESSAGE, RunPlan
 from keelhaul.load.results import write_text
-from keelhaul.load.runtime import COMPOSITE, Runtime
+from keelhaul.load.runtime import Runtime
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.stats import RunStats
 from keelhaul.load.target import Identities, worker_identities
@@ -53,7 +53,7 @@ def run_worker(
     home: Path,
     say: Callable[[str], None],
 ) -> None:
-    stats = RunStats(composite=COMPOSITE)
+    stats = RunStats()
     runtime = Runtime(stats)
     env = Environment(user_classes=[make_user_class(runtime)], stop_timeout=settings.stop_timeout_s)
     runtime.bind(env)
