@@ -8,9 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from keelhaul.netutil import free_port
 from support.servers import RedisServer, spawn_redis
+
+# No timing assertion in the suite: a shared 2-CPU host must not fail a property test
+# because one example took longer than hypothesis' default 200 ms deadline.
+hypothesis_settings.register_profile("keelhaul", deadline=None)
+hypothesis_settings.load_profile("keelhaul")
 
 
 @pytest.fixture(autouse=True)
