@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from keelhaul import settings_base
+from keelhaul.names import WorkerClass
 from keelhaul.settings_base import FrozenModel
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 KidFormat = Literal["registry-v3", "rfc7638", "libtrust"]
-WorkerClass = Literal["gevent", "sync", "gthread"]
 UserStore = Literal["static", "htpasswd"]
 _DEFAULT_ORDER: tuple[UserStore, ...] = ("static", "htpasswd")
 

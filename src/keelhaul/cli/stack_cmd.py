@@ -13,27 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from keelhaul.names import COMPONENTS, WORKER_CLASSES
+
 if TYPE_CHECKING:
     from keelhaul.stack import Stack, StackState
 
 __all__ = ["stack"]
 
-# Spelled out here so that `keelhaul --help` need not import the stack (pydantic, httpx...).
 DEFAULT_DIR = Path(".keelhaul/stack")
-COMPONENTS = (
-    "redis",
-    "auth",
-    "registry",
-    "registry_debug",
-    "nginx",
-    "nginx_status",
-    "node_exporter",
-    "process_exporter",
-    "nginx_exporter",
-    "redis_exporter",
-    "prometheus",
-)
-WORKER_CLASSES = ("gevent", "sync", "gthread")
 
 _dir_option = click.option(
     "--dir",

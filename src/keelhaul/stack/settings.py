@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from keelhaul.auth.settings import WorkerClass
 from keelhaul.errors import ConfigError
+from keelhaul.names import COMPONENTS, ComponentName, WorkerClass
 from keelhaul.settings_base import FrozenModel, env_overrides, validation_problems
 
 __all__ = [
@@ -29,23 +29,6 @@ __all__ = [
     "wanted_components",
 ]
 
-ComponentName = Literal[
-    "redis",
-    "auth",
-    "registry",
-    "registry_debug",
-    "nginx",
-    "nginx_status",
-    "node_exporter",
-    "process_exporter",
-    "nginx_exporter",
-    "redis_exporter",
-    "prometheus",
-]
-"""Names of the ports a stack listens on: ``registry_debug`` is the registry's debug server,
-``nginx`` the entry point every client uses, ``nginx_status`` its loopback-only status page;
-the last five only with ``--monitoring``."""
-
 MONITORING_COMPONENTS: tuple[str, ...] = (
     "node_exporter",
     "process_exporter",
@@ -55,8 +38,6 @@ MONITORING_COMPONENTS: tuple[str, ...] = (
 )
 """Started after the tiers they watch, Prometheus last (it checks that every target is up)."""
 
-COMPONENTS: tuple[str, ...] = get_args(ComponentName)
-"""Keep in step with ``keelhaul.cli.stack_cmd.COMPONENTS``."""
 
 DEFAULT_PROXY_CONNECTIONS = 4096
 
