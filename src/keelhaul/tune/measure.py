@@ -55,6 +55,7 @@ def load_argv(shape: LoadShape, out: Path, stack_dir: Path | None) -> list[str]:
     if shape.rate:
         argv += ["--rate", shape.rate]
     argv += [
+        "--print-every", "0",  # tune prints its own progress; the step's log stays clean
         "--diagnose",
         "--diagnose-dir", str(out),
         "--json", str(out / "load.json"),

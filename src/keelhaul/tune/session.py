@@ -201,7 +201,15 @@ class _Tuner:
                  report_dir=str(reports.directory), settings=dict(self.settings))
         )  # fmt: skip
         self.say(f"  {_describe(m)}: {outcome} ({reason})")
+        self.say(f"  journey so far: {self._so_far()}")
         return reference, current
+
+    def _so_far(self) -> str:
+        parts = []
+        for s in self.journey.steps:
+            if s.measurement is not None and s.outcome != "reverted":
+                parts.append(f"{s.label} {s.measurement.flows_per_s:.1f}")
+        return " -> ".join(parts) + " flows/s"
 
 
 def _restore(stack: Stack, proposal: Proposal, say: Say) -> None:
