@@ -26,7 +26,7 @@ from schemathesis.checks import (
 )
 
 from keelhaul.auth.authn.htpasswd import hash_password
-from keelhaul.auth.signing import generate_keypair
+from keelhaul.auth.keygen import generate_keypair
 from keelhaul.netutil import free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e

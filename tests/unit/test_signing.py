@@ -1,4 +1,4 @@
-"""Key ids, key ring loading and token signing (keelhaul.auth.signing)."""
+"""Key ids, key ring loading and token signing (keelhaul.auth.kids, keyfiles, keygen, signing)."""
 
 from __future__ import annotations
 
@@ -19,19 +19,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from keelhaul.auth.settings import KeyPair, TokenSettings
-from keelhaul.auth.signing import (
-    KeyRing,
+from keelhaul.auth.keygen import generate_keypair
+from keelhaul.auth.kids import (
     compute_kid,
-    generate_keypair,
     go_minimal_thumbprint,
     jwk_thumbprint,
     libtrust_kid,
     public_jwk,
     registry_v3_kid,
-    verify,
 )
+from keelhaul.auth.settings import KeyPair, TokenSettings
+from keelhaul.auth.signing import KeyRing
 from keelhaul.errors import ConfigError, Unauthorized
+from tokenverify import verify
 
 pytestmark = pytest.mark.unit
 

@@ -19,15 +19,13 @@ from keelhaul.auth.settings import AuthSettings, ServerSettings, load_with_overr
 
 __all__ = ["gunicorn_options", "serve", "yield_per_request"]
 
-_WORKER_CLASSES = {"gevent": "gevent", "sync": "sync", "gthread": "gthread"}
-
 
 def gunicorn_options(server: ServerSettings, cpu_count: int | None = None) -> dict[str, Any]:
     """Pure: server settings → gunicorn settings."""
     return {
         "bind": [server.bind],
         "workers": server.effective_workers(cpu_count),
-        "worker_class": _WORKER_CLASSES[server.worker_class],
+        "worker_class": server.worker_class,
         "worker_connections": server.worker_connections,
         "threads": server.threads,
         "timeout": server.timeout,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from keelhaul import settings_base
 from keelhaul.settings_base import FrozenModel
@@ -228,13 +228,6 @@ class AuthSettings(FrozenModel):
                 "must be at least 32 characters; generate one with `keelhaul auth secret`"
             )
         return value
-
-    @model_validator(mode="after")
-    def _some_user_store(self) -> AuthSettings:
-        if "htpasswd" in self.users.order and self.users.htpasswd is None and not self.users.static:
-            # anonymous-only deployments are legal, but say so explicitly
-            pass
-        return self
 
 
 def load_auth_settings(

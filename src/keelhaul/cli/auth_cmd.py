@@ -111,7 +111,7 @@ def check(config: Path | None) -> None:
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
 def keygen(out: Path, algorithm: str, name: str, days: int) -> None:
     """Create a signing key and its self-signed certificate (the registry's rootcertbundle)."""
-    from keelhaul.auth.signing import generate_keypair
+    from keelhaul.auth.keygen import generate_keypair
 
     for path in (out / f"{name}.key", out / f"{name}.crt"):
         if path.exists():

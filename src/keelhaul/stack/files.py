@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keelhaul.auth.authn.htpasswd import hash_password
+from keelhaul.auth.keygen import generate_keypair
 from keelhaul.auth.settings import KeyPair
-from keelhaul.auth.signing import generate_keypair
 from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
 from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.nginx import render_nginx_conf
