@@ -56,8 +56,10 @@ def test_registry_config_uses_token_auth_through_the_proxy() -> None:
             "service": "keelhaul-registry",
             "issuer": "keelhaul-auth",
             "rootcertbundle": "/srv/stack/keys/bundle.pem",
+            "signingalgorithms": ["ES256"],
         }
     }
+    assert render_auth_config(_plan(), secret=None)["token"]["algorithm"] == "ES256"
 
 
 def test_registry_config_storage_delete_and_redis_cache() -> None:

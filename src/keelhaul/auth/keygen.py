@@ -49,6 +49,20 @@ def _self_signed(
     )
 
 
+def _ec_key_with_full_coordinates() -> ec.EllipticCurvePrivateKey:
+    """A P-256 key whose X and Y need all 32 bytes (about 127 in 128 keys do).
+
+    For the others RFC 7638 (fixed-length coordinates) and Go's thumbprint in registry 3.1
+    (``big.Int.Bytes()``, leading zeros dropped) disagree, so a ``kid`` would not be found
+    in a ``rootcertbundle`` without ``x5c``. Such keys are simply drawn again.
+    """
+    while True:
+        key = ec.generate_private_key(ec.SECP256R1())
+        numbers = key.public_key().public_numbers()
+        if numbers.x.bit_length() > 248 and numbers.y.bit_length() > 248:
+            return key
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Mode 0600 from the start, so the key is never readable by others; never replaced."""
     write_bytes(path, data, mode=0o600, exclusive=True, error=None)
@@ -77,7 +91,7 @@ def generate_keypair(
         raise ValueError(f"rsa_bits must be at least {MIN_RSA_BITS}")
     private_key: PrivateKey
     if algorithm == "ES256":
-        private_key = ec.generate_private_key(ec.SECP256R1())
+        private_key = _ec_key_with_full_coordinates()
     else:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     moment = now if now is not None else datetime.now(UTC)

@@ -1,8 +1,12 @@
 """Key ids and public JWKs: the ``kid`` formats registries look keys up by (pure).
 
-* ``registry-v3`` (default): distribution 3.x's thumbprint function, bug for bug.
-* ``rfc7638``: the RFC 7638 JWK thumbprint of the key (what a ``jwks`` file names keys by).
+* ``rfc7638`` (default): the RFC 7638 JWK thumbprint of the key, what distribution 3.1+
+  computes for ``rootcertbundle`` keys (``registry/auth/token/util.go``,
+  ``getJWKThumbprint``) and what a ``jwks`` file names keys by.
 * ``libtrust``: registry 2.8's id, looked up when a token has neither ``x5c`` nor ``jwk``.
+* ``distribution-3.0.0``: distribution 3.0.0's ``GetRFC7638Thumbprint`` bug, which hashed
+  the curve's generator point, so every P-256 key gets one id. Only for a 3.0.0 registry
+  verifying without ``x5c``; keelhaul warns at start when it is chosen.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ __all__ = [
     "PublicKey",
     "b64url",
     "compute_kid",
+    "distribution_300_kid",
     "go_minimal_thumbprint",
     "jwk_thumbprint",
     "libtrust_kid",
     "public_jwk",
-    "registry_v3_kid",
 ]
 
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -127,15 +131,12 @@ def _generator(curve_name: str) -> tuple[str, int, int]:
     return go_name, point.x, point.y
 
 
-def registry_v3_kid(public_key: PublicKey) -> str:
-    """The ``kid`` distribution 3.x files a ``rootcertbundle`` key under, bug for bug.
+def distribution_300_kid(public_key: PublicKey) -> str:
+    """The ``kid`` distribution 3.0.0 files a ``rootcertbundle`` key under, bug for bug.
 
     Its ``GetRFC7638Thumbprint`` builds the RSA payload correctly (minimal ``e`` and ``n``),
     but for ECDSA it encodes the *curve generator* (``params.Gx``/``params.Gy``), not the
-    key's X/Y. So every P-256 key gets the same id: with a ``rootcertbundle``, registry 3.x
-    resolves only ONE EC key by ``kid`` (the last one in the bundle). For EC key rotation on
-    3.x, give the registry the ring's ``KeyRing.jwks`` as its ``jwks`` file and use
-    ``kid_format: rfc7638``.
+    key's X/Y, so every P-256 key gets the same id. 3.1.0 fixed it (``getJWKThumbprint``).
     """
     if isinstance(public_key, rsa.RSAPublicKey):
         return _sha256_b64url(_rsa_payload(public_key))
@@ -146,7 +147,7 @@ def registry_v3_kid(public_key: PublicKey) -> str:
 _KID_FUNCTIONS = {
     "rfc7638": jwk_thumbprint,
     "libtrust": libtrust_kid,
-    "registry-v3": registry_v3_kid,
+    "distribution-3.0.0": distribution_300_kid,
 }
 
 

@@ -9,6 +9,7 @@ effective values are logged when the master starts.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ def serve(settings: AuthSettings, path: Path | None, overrides: Mapping[str, Any
     """
     from keelhaul.auth.wiring import build
 
-    build(settings)  # fail fast, in the master, with the config error's message
+    parts = build(settings)  # fail fast, in the master, with the config error's message
+    for warning in parts.service.keys.warnings:
+        print(f"keelhaul auth: warning: {warning}", file=sys.stderr, flush=True)
     _clear_multiprocess_dir()
     _Application(path, overrides).run()

@@ -35,7 +35,7 @@ __all__ = [
     "load_with_overrides",
 ]
 
-KidFormat = Literal["registry-v3", "rfc7638", "libtrust"]
+KidFormat = Literal["rfc7638", "libtrust", "distribution-3.0.0"]
 WorkerClass = Literal["gevent", "sync", "gthread"]
 UserStore = Literal["static", "htpasswd"]
 _DEFAULT_ORDER: tuple[UserStore, ...] = ("static", "htpasswd")
@@ -67,10 +67,24 @@ class TokenSettings(FrozenModel):
         default=300, ge=60, le=86400, description="seconds; the spec's floor is 60"
     )
     algorithm: Literal["ES256", "RS256"] = "ES256"
-    kid_format: KidFormat = "registry-v3"
+    kid_format: KidFormat = Field(
+        default="rfc7638",
+        description="rfc7638 (registry 3.1+, jwks), libtrust (2.8 without x5c), "
+        "distribution-3.0.0 (that release's generator-point quirk; warned at start)",
+    )
     include_x5c: bool = True
     keys: list[KeyPair] = Field(min_length=1)
     refresh_expiration: int = Field(default=30 * 86400, ge=300)
+
+    @field_validator("kid_format", mode="before")
+    @classmethod
+    def _renamed_format(cls, value: object) -> object:
+        if value == "registry-v3":
+            raise ValueError(
+                "'registry-v3' is now called 'distribution-3.0.0' (only that release hashed "
+                "the curve generator); use rfc7638 for registry 3.1+ and 2.8"
+            )
+        return value
 
 
 class StaticUser(FrozenModel):

@@ -6,10 +6,13 @@ verifies a token (from its source):
 
 * **2.8**: an ``x5c`` header is verified as a chain against ``rootcertbundle`` and ``kid`` is
   ignored; else ``jwk``; else ``kid`` is looked up by libtrust key id.
-* **3.x**: ``jwk`` first; else ``kid``, looked up in its trusted keys and *rejected* when
-  absent (no fall back to ``x5c``); else ``x5c``. Trusted keys are each ``rootcertbundle``
-  certificate's key under its thumbprint function (later certificates overwrite earlier
-  ones with the same id) and each key of its ``jwks`` file under that key's own ``kid``.
+* **3.x** (``Token.VerifySigningKey``, registry/auth/token/token.go, 3.0.0 to 3.1.x): the
+  ``x5c`` chain first, against ``rootcertbundle``; a chain that does not verify is final.
+  Only without ``x5c``: the header's ``jwk``, else ``kid`` looked up in its trusted keys:
+  each ``rootcertbundle`` certificate's key under its thumbprint (3.1: the real one,
+  ``getJWKThumbprint``; 3.0.0: the curve generator's, every P-256 key alike; later
+  certificates overwrite earlier ones with the same id) and each ``jwks`` key under its
+  own ``kid``.
 
 Everything per key (kid, header, certificate chain) is computed once when the ring is
 loaded, so :meth:`KeyRing.sign` only serialises the claims and signs them.
@@ -30,7 +33,15 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from keelhaul.auth.keyfiles import Findings, load_pair, spki
-from keelhaul.auth.kids import Algorithm, PrivateKey, PublicKey, b64url, compute_kid, public_jwk
+from keelhaul.auth.kids import (
+    Algorithm,
+    PrivateKey,
+    PublicKey,
+    b64url,
+    compute_kid,
+    go_minimal_thumbprint,
+    public_jwk,
+)
 from keelhaul.auth.settings import KidFormat, TokenSettings
 from keelhaul.errors import ConfigError
 
@@ -71,7 +82,7 @@ class SigningKey:
         private_key: PrivateKey,
         certificates: Sequence[x509.Certificate],
         *,
-        kid_format: KidFormat = "registry-v3",
+        kid_format: KidFormat = "rfc7638",
         include_x5c: bool = True,
     ) -> SigningKey:
         """From a key and its certificate chain, leaf first (checked by the caller)."""
@@ -139,7 +150,7 @@ class KeyRing:
                 )
         if found.problems:
             raise ConfigError("auth", found.problems)
-        return cls(keys, warnings=[*found.warnings, *_ring_warnings(keys, token.kid_format)])
+        return cls(keys, warnings=[*found.warnings, *_ring_warnings(keys, token)])
 
     def sign(self, claims: Mapping[str, object]) -> str:
         """The compact JWS (RFC 7515) for ``claims``, signed by :attr:`signer`. The hot path.
@@ -168,7 +179,7 @@ class KeyRing:
         """Every certificate, PEM, for the registry's ``rootcertbundle``.
 
         The signer's leaf comes last: registry 3.x keeps the last certificate per kid, and
-        with ``kid_format: registry-v3`` all EC keys share one kid.
+        3.0.0 files every P-256 key under one kid.
         """
         ordered = [der for key in self.keys[1:] for der in key.cert_chain_der]
         ordered += [*self.signer.cert_chain_der[1:], self.signer.cert_chain_der[0]]
@@ -179,8 +190,14 @@ class KeyRing:
         return b"".join(_der_to_pem(der) for der in reversed(unique))
 
 
-def _ring_warnings(keys: Sequence[SigningKey], kid_format: KidFormat) -> list[str]:
+def _ring_warnings(keys: Sequence[SigningKey], token: TokenSettings) -> list[str]:
     warnings: list[str] = []
+    if token.kid_format == "distribution-3.0.0":
+        warnings.append(
+            "token.kid_format: distribution-3.0.0 gives every P-256 key the same kid (that "
+            "release's thumbprint of the curve generator); only a 3.0.0 registry verifying "
+            "without x5c needs it: use rfc7638 for 3.1+ and 2.8"
+        )
     first_by_kid: dict[str, int] = {}
     first_by_key: dict[bytes, int] = {}
     for index, key in enumerate(keys):
@@ -192,16 +209,22 @@ def _ring_warnings(keys: Sequence[SigningKey], kid_format: KidFormat) -> list[st
             continue
         first_by_key[identity] = index
         if key.kid in first_by_kid:
-            hint = (
-                " (every P-256 key has the same registry-v3 kid)"
-                if kid_format == "registry-v3"
-                else ""
-            )
             warnings.append(
-                f"token.keys.{index}.key: same kid as token.keys.{first_by_kid[key.kid]}.key"
-                f"{hint}; registry 3.x resolves only one key per kid: for rotation on 3.x use "
-                "token.kid_format rfc7638 and the registry's jwks option"
+                f"token.keys.{index}.key: same kid as token.keys.{first_by_kid[key.kid]}.key; "
+                "registry 3.x resolves only one key per kid: for rotation use "
+                "token.kid_format rfc7638"
             )
         else:
             first_by_kid[key.kid] = index
+        if (
+            token.kid_format == "rfc7638"
+            and not token.include_x5c
+            and go_minimal_thumbprint(key.public_key) != key.kid
+        ):
+            warnings.append(
+                f"token.keys.{index}.key: a coordinate of this EC key starts with a zero byte, "
+                "so registry 3.1's rootcertbundle thumbprint (Go's minimal bytes) differs from "
+                "its RFC 7638 kid: give the registry the jwks (keelhaul auth jwks), turn "
+                "token.include_x5c on, or use a new key (keelhaul auth keygen avoids such keys)"
+            )
     return warnings

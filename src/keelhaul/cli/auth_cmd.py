@@ -81,6 +81,8 @@ def check(config: Path | None) -> None:
         f"issuer={settings.token.issuer} service={settings.token.service} "
         f"algorithm={settings.token.algorithm} kid={ring.signer.kid} keys={len(ring.keys)}"
     )
+    for warning in ring.warnings:
+        click.echo(f"warning: {warning}")
     for backend in parts.backends:
         ok, detail = backend.health()
         click.echo(f"users.{backend.name}: {'ok' if ok else 'PROBLEM'} ({detail})")
