@@ -183,7 +183,13 @@ class LimitSettings(FrozenModel):
         default=6144,
         ge=256,
         le=7680,
-        description="longer query strings get 413; gunicorn itself refuses request lines over 8190",
+        description="longer query strings get 413 (gunicorn's request line ceiling is 8190)",
+    )
+    max_headers: int = Field(
+        default=64, ge=8, le=8192, description="more request header fields get 431"
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, le=1 << 20, description="larger request headers in all get 431"
     )
     max_body_bytes: int = Field(default=16384, ge=256)
     max_username_length: int = Field(default=256, ge=1)
