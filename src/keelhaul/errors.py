@@ -12,6 +12,7 @@
     │   ├── TooManyRequests            429 brute-force protection; carries ``retry_after``
     │   └── PayloadTooLarge            413 body or query over the configured limit
     ├── BackendError                   a user store or cache could not decide (never shown raw)
+    ├── IncompleteImport               a docker_auth import left something out; lists it (exit 8)
     ├── StackError                     the local stack could not start/stop           (exit 3)
     │   ├── MissingBinaryError         names the Debian package to install
     │   └── ComponentError             a component died or never became healthy; has a log tail
@@ -56,6 +57,7 @@ __all__ = [
     "DiagnoseError",
     "DigestMismatch",
     "Forbidden",
+    "IncompleteImport",
     "InvalidReference",
     "KeelhaulError",
     "LayoutError",
@@ -147,6 +149,12 @@ class PayloadTooLarge(RequestError):
 
 class BackendError(KeelhaulError):
     """A backend (user store, Redis) failed to answer; callers degrade or deny."""
+
+
+class IncompleteImport(KeelhaulError):
+    """``keelhaul auth import-docker-auth`` wrote what it could; the message lists the rest."""
+
+    exit_code = 8
 
 
 class StackError(KeelhaulError):

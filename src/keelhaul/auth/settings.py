@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from keelhaul import settings_base
+from keelhaul.auth.aclpatterns import PatternError, pattern_kind
 from keelhaul.settings_base import FrozenModel
 
 __all__ = [
@@ -41,11 +42,21 @@ UserStore = Literal["static", "htpasswd"]
 _DEFAULT_ORDER: tuple[UserStore, ...] = ("static", "htpasswd")
 
 
-def _check_pattern(value: str | None) -> str | None:
-    """ACL patterns are globs, or regular expressions written ``/like this/``."""
-    if value is not None and len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+PatternSpec = str | dict[str, str]
+"""A glob or ``/regex/`` string, or ``{KIND: pattern}`` (see keelhaul.auth.aclpatterns)."""
+
+
+def _check_pattern(value: PatternSpec | None) -> PatternSpec | None:
+    """The kind must exist; keelhaul's own regular expressions must compile."""
+    if value is None:
+        return None
+    try:
+        kind, body = pattern_kind(value)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+    if kind.name == "regex" and "${" not in body:
         try:
-            re.compile(value[1:-1])
+            re.compile(body)
         except re.error as exc:
             raise ValueError(f"invalid regular expression: {exc}") from None
     return value
@@ -112,15 +123,17 @@ class UserSettings(FrozenModel):
 
 
 class AclMatch(FrozenModel):
-    account: str | None = None
-    name: str | None = None
-    type: str | None = None
+    account: PatternSpec | None = None
+    name: PatternSpec | None = None
+    type: PatternSpec | None = None
+    service: PatternSpec | None = None
     ip: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, PatternSpec] = Field(default_factory=dict)
 
     _p_account = field_validator("account")(_check_pattern)
     _p_name = field_validator("name")(_check_pattern)
     _p_type = field_validator("type")(_check_pattern)
+    _p_service = field_validator("service")(_check_pattern)
 
     @field_validator("ip")
     @classmethod
