@@ -117,9 +117,9 @@ class _Application(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
         self.cfg.set("child_exit", _child_exit)
         shown = {
-            k: options[k]
-            for k in ("bind", "workers", "worker_class", "worker_connections", "threads", "timeout")
+            k: options[k] for k in ("bind", "workers", "worker_connections", "threads", "timeout")
         }
+        shown["worker_class"] = self.settings.server.worker_class
 
         def when_ready(server: Any) -> None:
             server.log.info("keelhaul auth: effective server settings %s", shown)
