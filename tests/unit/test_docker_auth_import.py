@@ -113,6 +113,12 @@ def test_rules_that_cannot_mean_the_same_are_reported() -> None:
     assert rule is None and "type" in problems[0]
     rule, problems = convert_rule(2, {"match": {"name": "${account:1}"}, "actions": ["pull"]})
     assert rule is None and "acl.2.match.name" in problems[0]
+    only_in_labels = {"account": "/(.+)/", "labels": {"group": "${account:1}"}}
+    rule, problems = convert_rule(4, {"match": only_in_labels, "actions": ["pull"]})
+    assert rule is None and problems[0].startswith("acl.4.match.labels.group")
+    spanning = {"account": "/(.+)/", "name": "${account}/${account:1}"}  # captureGroupRegex
+    rule, problems = convert_rule(5, {"match": spanning, "actions": ["pull"]})
+    assert rule is None and "account}/${account" in problems[0]
 
 
 # --------------------------------------------------------------------- the examples

@@ -41,6 +41,7 @@ UNSUPPORTED_SECTIONS: dict[str, str] = {
 _FIELDS = ("account", "type", "name", "service")
 _BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 _CAPTURE = re.compile(r"\$\{(.+?):(\d+)\}")  # docker_auth's captureGroupRegex
+_OWN_CAPTURE = re.compile(r"\$\{(?:account|service):\d+\}")
 _UNSUPPORTED_PLACEHOLDER = re.compile(r"\$\{(name|type)(:\d+)?\}")
 _GLOB_SPECIAL = re.compile(r"[*?\[\\]|\$\{")
 _MIN_EXPIRATION, _MAX_EXPIRATION = 60, 86400
@@ -99,6 +100,20 @@ def convert_rule(index: int, entry: Mapping[str, Any]) -> tuple[dict[str, Any] |
     if match.get("ip") is not None:
         converted["ip"] = str(match["ip"])
     labels = match.get("labels") or {}
+    # docker_auth substitutes a capture only if captureGroupRegex finds it in one of the
+    # four fields; in a labels pattern alone it stays text (and never matches)
+    recognized = {
+        found.group(0)
+        for key in _FIELDS
+        for found in _CAPTURE.finditer(str(match.get(key) or ""))
+    }
+    for label, pattern in labels.items():
+        for token in _OWN_CAPTURE.findall(str(pattern)):
+            if token not in recognized:
+                problems.append(
+                    f"{where}.match.labels.{label}: {token} is not substituted by docker_auth "
+                    "(it appears in no account/type/name/service pattern)"
+                )
     if labels:
         converted["labels"] = {str(k): convert_pattern(str(v)) for k, v in labels.items()}
     unknown = sorted(set(match) - {*_FIELDS, "ip", "labels"})
