@@ -103,9 +103,7 @@ def convert_rule(index: int, entry: Mapping[str, Any]) -> tuple[dict[str, Any] |
     # docker_auth substitutes a capture only if captureGroupRegex finds it in one of the
     # four fields; in a labels pattern alone it stays text (and never matches)
     recognized = {
-        found.group(0)
-        for key in _FIELDS
-        for found in _CAPTURE.finditer(str(match.get(key) or ""))
+        found.group(0) for key in _FIELDS for found in _CAPTURE.finditer(str(match.get(key) or ""))
     }
     for label, pattern in labels.items():
         for token in _OWN_CAPTURE.findall(str(pattern)):
