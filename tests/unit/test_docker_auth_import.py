@@ -18,7 +18,7 @@ from keelhaul.auth.acl import Acl, Principal
 from keelhaul.auth.aclpatterns import go_path_match_regex
 from keelhaul.auth.docker_auth import UNSUPPORTED_SECTIONS, convert, convert_pattern, convert_rule
 from keelhaul.auth.scopes import Scope
-from keelhaul.auth.settings import AclRule
+from keelhaul.auth.settings import AclRule, load_auth_settings
 
 pytestmark = pytest.mark.unit
 
@@ -179,6 +179,8 @@ def test_reference_yml() -> None:
         Request("", "repository", "a", "s", "10.0.0.1", {"group": ["dev"]}, ["push", "pull"]),
         Request("", "repository", "a", "s", "10.0.0.1", {"group": ["VIP"]}, ["push", "pull"]),
     ]
+    settings = load_auth_settings(data={"secret": "s" * 40, **config}, environ={})
+    assert len(Acl.compile(settings.acl)) == len(rules)
     grants = [keelhaul_grant(rules, case) for case in cases]
     assert grants == [authorize(docker["acl"], case) for case in cases]
     assert grants[0] == ["push"] and grants[2] == [] and grants[5] == ["pull"]
@@ -296,3 +298,23 @@ def test_converted_rules_grant_exactly_what_docker_auth_grants(
         converted.append(rule)
     for req in requests:
         assert sorted(keelhaul_grant(converted, req)) == sorted(authorize(rules, req)), req
+
+
+def test_user_labels_and_passwords() -> None:
+    docker = {
+        "users": {
+            "ann": {"password": "$2y$05$" + "a" * 53, "labels": {"group": ["dev", "ops"]}},
+            "old": {"password": "plaintext"},
+        },
+        "token": {"issuer": "i", "certificate": "c.pem", "key": "k.pem", "expiration": 30},
+        "acl": [{"match": {"labels": {"group": "ops"}}, "actions": ["pull"]}],
+    }
+    imported = convert(docker, service="reg", htpasswd_path="h")
+    assert imported.htpasswd == ["ann:$2y$05$" + "a" * 53]
+    assert imported.config["users"]["labels"] == {"ann": {"group": ["dev", "ops"]}}
+    assert imported.left_out == ["users.old.password: not a bcrypt hash"]
+    assert imported.notes == ["token.expiration: 30 s is outside 60..86400; 60 used"]
+    ops = Request(
+        "ann", "repository", "x", "reg", labels={"group": ["dev", "ops"]}, actions=["pull"]
+    )
+    assert keelhaul_grant(imported.config["acl"], ops) == ["pull"]
