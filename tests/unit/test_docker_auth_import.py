@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keelhaul.auth.acl import Acl, Principal
-from keelhaul.auth.aclpatterns import go_path_match_regex
 from keelhaul.auth.docker_auth import UNSUPPORTED_SECTIONS, convert, convert_pattern, convert_rule
+from keelhaul.auth.gomatch import go_path_match_regex
 from keelhaul.auth.scopes import Scope
 from keelhaul.auth.settings import AclRule, load_auth_settings
 
