@@ -97,7 +97,7 @@ class AuthEnv:
 
 @pytest.fixture(scope="session")
 def _signing_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from keelhaul.auth.signing import generate_keypair
+    from keelhaul.auth.keygen import generate_keypair
 
     pair = generate_keypair(tmp_path_factory.mktemp("keys"))
     return pair.key, pair.cert

@@ -12,6 +12,7 @@
     │   ├── TooManyRequests            429 brute-force protection; carries ``retry_after``
     │   └── PayloadTooLarge            413 body or query over the configured limit
     ├── BackendError                   a user store or cache could not decide (never shown raw)
+    ├── IncompleteImport               a docker_auth import left something out; lists it (exit 8)
     ├── StackError                     the local stack could not start/stop           (exit 3)
     │   ├── MissingBinaryError         names the Debian package to install
     │   └── ComponentError             a component died or never became healthy; has a log tail
@@ -36,7 +37,7 @@
     │   └── ChecksFailed               the run finished, but ``--check`` thresholds failed      (6)
     ├── DiagnoseError                  the diagnosis (keelhaul.diagnose)                 (exit 7)
     │   └── ProfileError               py-spy or dot missing or failing; says which
-    └── TuneError                      keelhaul tune could not measure or apply      (exit 8)
+    └── TuneError                      keelhaul tune could not measure or apply      (exit 9)
 
 HTTP status and exit codes are assigned here and mapped in exactly one place each:
 ``keelhaul.auth.app`` (HTTP) and ``keelhaul.cli.main`` (exit codes).
@@ -57,6 +58,7 @@ __all__ = [
     "DiagnoseError",
     "DigestMismatch",
     "Forbidden",
+    "IncompleteImport",
     "InvalidReference",
     "KeelhaulError",
     "LayoutError",
@@ -149,6 +151,12 @@ class PayloadTooLarge(RequestError):
 
 class BackendError(KeelhaulError):
     """A backend (user store, Redis) failed to answer; callers degrade or deny."""
+
+
+class IncompleteImport(KeelhaulError):
+    """``keelhaul auth import-docker-auth`` wrote what it could; the message lists the rest."""
+
+    exit_code = 8
 
 
 class StackError(KeelhaulError):
@@ -290,4 +298,4 @@ class ProfileError(DiagnoseError):
 class TuneError(KeelhaulError):
     """``keelhaul tune``: a bad option, a run that could not be measured, a change not applied."""
 
-    exit_code = 8
+    exit_code = 9

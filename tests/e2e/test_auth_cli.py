@@ -61,6 +61,19 @@ def test_keygen_jwks_bundle_hash(tmp_path: Path) -> None:
     assert bundle.count("BEGIN CERTIFICATE") == 1
     check = keelhaul("auth", "check", "--config", str(tmp_path / "auth.yml"))
     assert check.returncode == 0 and "users.htpasswd: ok (1 users)" in check.stdout
+    assert "warning" not in check.stdout
+    # the distribution 3.0.0 quirk is available by name only, and warned about
+    config["token"]["kid_format"] = "distribution-3.0.0"
+    (tmp_path / "auth.yml").write_text(yaml.safe_dump(config))
+    quirk = keelhaul("auth", "check", "--config", str(tmp_path / "auth.yml"))
+    assert quirk.returncode == 0
+    assert "warning: token.kid_format: distribution-3.0.0" in quirk.stdout
+    config["token"]["kid_format"] = "registry-v3"
+    (tmp_path / "auth.yml").write_text(yaml.safe_dump(config))
+    renamed = keelhaul("auth", "check", "--config", str(tmp_path / "auth.yml"))
+    assert renamed.returncode == 2 and "token.kid_format" in renamed.stderr
+    assert "distribution-3.0.0" in renamed.stderr and "Traceback" not in renamed.stderr
+    config["token"]["kid_format"] = "rfc7638"
     # an RSA key under an ES256 config is refused, naming the key
     config["token"]["keys"] = [
         {"key": str(tmp_path / "keys/k2.key"), "cert": str(tmp_path / "keys/k2.crt")}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import StackInfo, clean_env
+from support.stacks import StackInfo, clean_env
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from keelhaul.auth.signing import generate_keypair
+from keelhaul.auth.keygen import generate_keypair
 from keelhaul.netutil import free_port
 
 if TYPE_CHECKING:

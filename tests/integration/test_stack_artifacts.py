@@ -130,6 +130,7 @@ def registry_config(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple
     config["http"]["debug"]["addr"] = f"127.0.0.1:{debug}"
     config["storage"]["filesystem"]["rootdirectory"] = str(tmp_path / "data")
     config["auth"]["token"]["rootcertbundle"] = str(out / "config/bundle.pem")
+    assert config["auth"]["token"]["signingalgorithms"] == ["ES256"]  # 2.8 must start with it
     config["redis"]["addr"] = f"127.0.0.1:{redis_server.port}"
     path = tmp_path / "registry.yml"
     path.write_text(yaml.safe_dump(config))

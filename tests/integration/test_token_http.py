@@ -12,7 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from keelhaul.auth.app import create_app, shutdown
-from keelhaul.auth.signing import KeyRing, verify
+from keelhaul.auth.signing import KeyRing
+from support.tokenverify import verify
 
 pytestmark = pytest.mark.integration
 

@@ -41,14 +41,16 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def keelhaul(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def keelhaul(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI the way a user does: ``python -m keelhaul ...``."""
     return subprocess.run(
         [sys.executable, "-m", "keelhaul", *args],
         capture_output=True,
         text=True,
         env=clean_env() if env is None else dict(env),
-        timeout=CLI_TIMEOUT,
+        timeout=timeout,
         check=False,
     )
 

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from keelhaul.auth.serve import gunicorn_options
-from keelhaul.auth.settings import ServerSettings, load_auth_settings, load_with_overrides
+from keelhaul.auth.settings import (
+    LimitSettings,
+    ServerSettings,
+    load_auth_settings,
+    load_with_overrides,
+)
 from keelhaul.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -112,10 +117,22 @@ def test_bad_yaml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
 
 def test_gunicorn_defaults_are_the_field_reports() -> None:
     opts = gunicorn_options(ServerSettings(), cpu_count=3)
-    assert opts["workers"] == 6 and opts["worker_class"] == "gevent"
+    assert opts["workers"] == 6
+    assert opts["worker_class"] == "keelhaul.auth.workers.JsonGeventWorker"
     assert opts["worker_connections"] == 1000 and opts["timeout"] == 180
     assert opts["control_socket_disable"] is True
     opts = gunicorn_options(
         ServerSettings(workers=2, worker_class="gthread", threads=8), cpu_count=3
     )
-    assert (opts["workers"], opts["worker_class"], opts["threads"]) == (2, "gthread", 8)
+    assert (opts["workers"], opts["threads"]) == (2, 8)
+    assert opts["worker_class"] == "keelhaul.auth.workers.JsonThreadWorker"
+
+
+def test_gunicorn_limits_sit_above_the_apps() -> None:
+    limits = LimitSettings(max_headers=50, max_header_bytes=20000)
+    opts = gunicorn_options(ServerSettings(), limits, cpu_count=1)
+    assert opts["limit_request_fields"] > limits.max_headers
+    assert opts["limit_request_field_size"] > limits.max_header_bytes
+    # the query limit plus "GET /token?" and " HTTP/1.1" fits gunicorn's request line
+    widest = LimitSettings(max_query_bytes=7680).max_query_bytes
+    assert opts["limit_request_line"] >= widest + len("GET /token? HTTP/1.1")

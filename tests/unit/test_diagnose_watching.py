@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from diagnose_synth import Synth, cpu
 
 from keelhaul.diagnose.watching import (
     parse_progress,
@@ -11,6 +10,7 @@ from keelhaul.diagnose.watching import (
     progress_text,
     top_cpu_tier,
 )
+from support.diagnose_synth import Synth, cpu
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Key ids, key ring loading and token signing (keelhaul.auth.signing)."""
+"""Key ids, key ring loading and token signing (keelhaul.auth.kids, keyfiles, keygen, signing)."""
 
 from __future__ import annotations
 
@@ -16,28 +16,28 @@ from types import MappingProxyType
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from keelhaul.auth.settings import KeyPair, TokenSettings
-from keelhaul.auth.signing import (
-    KeyRing,
+from keelhaul.auth.keygen import generate_keypair
+from keelhaul.auth.kids import (
     compute_kid,
-    generate_keypair,
+    distribution_300_kid,
     go_minimal_thumbprint,
     jwk_thumbprint,
     libtrust_kid,
     public_jwk,
-    registry_v3_kid,
-    verify,
 )
+from keelhaul.auth.settings import KeyPair, TokenSettings
+from keelhaul.auth.signing import KeyRing
 from keelhaul.errors import ConfigError, Unauthorized
+from support.tokenverify import verify
 
 pytestmark = pytest.mark.unit
 
 ISSUER, SERVICE = "keelhaul-test", "registry.test"
 
-# P-256 generator (SEC 2 / FIPS 186-4), what distribution 3.x hashes for every EC key.
+# P-256 generator (SEC 2 / FIPS 186-4), what distribution 3.0.0 hashes for every EC key.
 P256_GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
 P256_GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 
@@ -59,6 +59,34 @@ def sha256_b64url(text: str) -> str:
 
 def minimal(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def write_pair(directory: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> KeyPair:
+    """A given key (0600) and a self-signed certificate for it."""
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "test signer")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / "given.key", directory / "given.crt"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return KeyPair(key=key_path, cert=cert_path)
 
 
 def claims(**extra: object) -> dict[str, object]:
@@ -115,9 +143,9 @@ def test_rfc7638_vector() -> None:
     expected = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
     assert jwk_thumbprint(key) == expected
     assert go_minimal_thumbprint(key) == expected
-    assert registry_v3_kid(key) == expected
+    assert distribution_300_kid(key) == expected
     assert compute_kid(key, "rfc7638") == expected
-    assert compute_kid(key, "registry-v3") == expected
+    assert compute_kid(key, "distribution-3.0.0") == expected
 
 
 def test_libtrust_kid_of_a_docker_signed_manifest() -> None:
@@ -150,24 +178,24 @@ def test_libtrust_kid_format_and_derivation(kind: str, pairs: Pairs) -> None:
     assert compute_kid(public, "libtrust") == kid
 
 
-def test_registry_v3_kid_hashes_the_p256_generator() -> None:
+def test_distribution_300_kid_hashes_the_p256_generator() -> None:
     payload = (
         f'{{"crv":"P-256","kty":"EC","x":"{b64url(minimal(P256_GX))}",'
         f'"y":"{b64url(minimal(P256_GY))}"}}'
     )
     one = ec.derive_private_key(12345, ec.SECP256R1()).public_key()
     two = ec.derive_private_key(67890, ec.SECP256R1()).public_key()
-    assert registry_v3_kid(one) == sha256_b64url(payload)
-    assert registry_v3_kid(two) == registry_v3_kid(one)
-    assert compute_kid(two, "registry-v3") == sha256_b64url(payload)
+    assert distribution_300_kid(one) == sha256_b64url(payload)
+    assert distribution_300_kid(two) == distribution_300_kid(one)
+    assert compute_kid(two, "distribution-3.0.0") == sha256_b64url(payload)
     assert jwk_thumbprint(one) != jwk_thumbprint(two)
 
 
-def test_registry_v3_kid_for_rsa_is_the_rfc7638_thumbprint(pairs: Pairs) -> None:
+def test_distribution_300_kid_for_rsa_is_the_rfc7638_thumbprint(pairs: Pairs) -> None:
     ring = KeyRing.from_settings(settings(pairs.rs1, algorithm="RS256"))
     public = ring.signer.public_key
     assert isinstance(public, rsa.RSAPublicKey)
-    assert registry_v3_kid(public) == jwk_thumbprint(public)
+    assert distribution_300_kid(public) == jwk_thumbprint(public)
     numbers = public.public_numbers()
     payload = (
         f'{{"e":"{b64url(minimal(numbers.e))}","kty":"RSA","n":"{b64url(minimal(numbers.n))}"}}'
@@ -252,16 +280,41 @@ def test_ring_signs_with_first_key_and_publishes_all(pairs: Pairs) -> None:
 
 
 def test_token_of_the_new_key_verifies_with_the_old_order(pairs: Pairs) -> None:
-    new_first = KeyRing.from_settings(settings(pairs.es2, pairs.es1))
-    old_first = KeyRing.from_settings(settings(pairs.es1, pairs.es2))
+    quirk = {"kid_format": "distribution-3.0.0"}
+    new_first = KeyRing.from_settings(settings(pairs.es2, pairs.es1, **quirk))
+    old_first = KeyRing.from_settings(settings(pairs.es1, pairs.es2, **quirk))
     token = new_first.sign(claims())
-    # registry-v3 kids collide for EC keys: verify must try the other keys too
+    # distribution-3.0.0 kids collide for EC keys: verify must try the other keys too
     assert new_first.signer.kid == old_first.signer.kid
     assert verify(token, old_first, audience=SERVICE, issuer=ISSUER)["sub"] == "alice"
     assert any("same kid" in w for w in old_first.warnings)
+    assert any(w.startswith("token.kid_format: distribution-3.0.0") for w in old_first.warnings)
 
 
-@pytest.mark.parametrize("kid_format", ["registry-v3", "rfc7638", "libtrust"])
+def test_default_kid_is_the_keys_own_rfc7638_thumbprint(pairs: Pairs) -> None:
+    one = KeyRing.from_settings(settings(pairs.es1))
+    two = KeyRing.from_settings(settings(pairs.es2))
+    assert TokenSettings.model_fields["kid_format"].default == "rfc7638"
+    assert one.signer.kid == jwk_thumbprint(one.signer.public_key)
+    assert one.signer.kid != two.signer.kid
+    assert one.warnings == ()
+
+
+def test_old_registry_v3_name_is_refused_with_the_fix(pairs: Pairs) -> None:
+    with pytest.raises(ValueError, match=re.escape("now called 'distribution-3.0.0'")):
+        settings(pairs.es1, kid_format="registry-v3")
+
+
+def test_leading_zero_key_without_x5c_is_a_warning(tmp_path: Path) -> None:
+    key = ec.derive_private_key(LEADING_ZERO_D, ec.SECP256R1())
+    pair = write_pair(tmp_path, key)
+    ring = KeyRing.from_settings(settings(pair, include_x5c=False))
+    assert any("starts with a zero byte" in w for w in ring.warnings)
+    with_x5c = KeyRing.from_settings(settings(pair))
+    assert with_x5c.warnings == ()
+
+
+@pytest.mark.parametrize("kid_format", ["distribution-3.0.0", "rfc7638", "libtrust"])
 def test_rsa_ring_and_kid_formats(pairs: Pairs, kid_format: str) -> None:
     ring = KeyRing.from_settings(
         settings(pairs.rs1, algorithm="RS256", kid_format=kid_format, include_x5c=False)
@@ -448,6 +501,8 @@ def test_generate_keypair(tmp_path: Path, algorithm: str) -> None:
 
     ring = KeyRing.from_settings(settings(pair, algorithm=algorithm))
     assert verify(ring.sign(claims()), ring, audience=SERVICE, issuer=ISSUER)["sub"] == "alice"
+    # generated keys have full-length coordinates: Go's thumbprint (3.1) equals RFC 7638
+    assert go_minimal_thumbprint(ring.signer.public_key) == ring.signer.kid
 
 
 def test_generate_keypair_refuses_to_replace_unless_asked(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def _snapshot(
 
 
 def _pair(tmp_path: Path, days: int = 365) -> bytes:
-    from keelhaul.auth.signing import generate_keypair
+    from keelhaul.auth.keygen import generate_keypair
 
     directory = tmp_path / f"keys-{days}"
     if not (directory / "token.crt").exists():

@@ -16,6 +16,7 @@ from keelhaul.errors import ConfigError
 from keelhaul.stack.authconf import render_auth_config, render_htpasswd
 from keelhaul.stack.components import component_specs
 from keelhaul.stack.layout import StackLayout
+from keelhaul.stack.nginx import render_nginx_conf
 from keelhaul.stack.plan import StackPlan, choose_ports
 from keelhaul.stack.registry import registry_yaml, render_registry_config
 from keelhaul.stack.settings import StackSettings, load_stack_settings
@@ -56,8 +57,10 @@ def test_registry_config_uses_token_auth_through_the_proxy() -> None:
             "service": "keelhaul-registry",
             "issuer": "keelhaul-auth",
             "rootcertbundle": "/srv/stack/keys/bundle.pem",
+            "signingalgorithms": ["ES256"],
         }
     }
+    assert render_auth_config(_plan(), secret=None)["token"]["algorithm"] == "ES256"
 
 
 def test_registry_config_storage_delete_and_redis_cache() -> None:
@@ -270,3 +273,17 @@ def test_stack_state_never_shows_passwords(tmp_path: Path) -> None:
     assert "pw-admin" not in repr(state)
     assert "pw-admin" not in json.dumps(state.public())
     assert state.public()["users"] == ["admin", "reader"]
+
+
+def test_nginx_answers_its_own_token_errors_in_json() -> None:
+    text = render_nginx_conf(_plan())
+    token = text[text.index("location = /token {") :]
+    token = token[: token.index("}")]
+    for status in (400, 413, 414, 494, 502, 504):
+        assert f"error_page {status} =" in token
+    assert "error_page 494 =431 /.keelhaul/errors/494;" in text  # also before a location
+    page = text[text.index("location = /.keelhaul/errors/414 {") :]
+    page = page[: page.index("}\n")]
+    assert "internal;" in page and "default_type application/json;" in page
+    body = page[page.index("return 414 '") + len("return 414 '") : page.rindex("'")]
+    assert json.loads(body)["errors"][0]["code"] == "SIZE_INVALID"

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keelhaul.auth.audit import AuditLog
+from keelhaul.auth.headerlimits import header_limits
 from keelhaul.auth.metrics import Metrics
 from keelhaul.auth.openapi import openapi_document
 from keelhaul.auth.service import Progress, TokenRequest
@@ -270,9 +271,18 @@ class _Endpoints:
         return Response(body, content_type=content_type)
 
 
+_HTTP_CODES = {
+    404: "NOT_FOUND",
+    405: "UNSUPPORTED",
+    413: "SIZE_INVALID",
+    414: "SIZE_INVALID",
+    431: "SIZE_INVALID",
+}
+
+
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 400
-    code = {404: "NOT_FOUND", 405: "UNSUPPORTED", 413: "SIZE_INVALID"}.get(status, "BAD_REQUEST")
+    code = _HTTP_CODES.get(status, "BAD_REQUEST")
     return _error_body(code, exc.description or exc.name, status)
 
 
@@ -304,6 +314,7 @@ def create_app(settings: AuthSettings | None = None, *, parts: Parts | None = No
     document = openapi_document(settings.token.service)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(document), methods=["GET"])
     app.before_request(_request_id)
+    app.before_request(header_limits(settings.limits))
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     return app

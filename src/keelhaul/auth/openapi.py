@@ -20,6 +20,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "malformed request: scope, Authorization header, grant, service",
         401: "credentials missing or wrong",
         413: "query string or body over the configured limit",
+        414: "request line over gunicorn's ceiling (8190 bytes)",
+        431: "request headers over the configured limit",
         429: "too many failed logins for this account or address",
         503: "a user store could not answer",
     }
@@ -79,7 +81,7 @@ def openapi_document(service: str) -> dict[str, Any]:
                         {"name": "offline_token", "in": "query", "schema": string},
                     ],
                     "security": [{}, {"basic": []}],
-                    "responses": {"200": _token_ok(), **_errors(400, 401, 413, 429, 503)},
+                    "responses": {"200": _token_ok(), **_errors(400, 401, 413, 414, 429, 431, 503)},
                 },
                 "post": {
                     "summary": "OAuth2 token request (password or refresh_token grant)",
@@ -110,7 +112,7 @@ def openapi_document(service: str) -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": _token_ok(), **_errors(400, 401, 413, 429, 503)},
+                    "responses": {"200": _token_ok(), **_errors(400, 401, 413, 414, 429, 431, 503)},
                 },
             },
             "/healthz": {

@@ -9,25 +9,42 @@ effective values are logged when the master starts.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from keelhaul.auth.settings import AuthSettings, ServerSettings, load_with_overrides
+from keelhaul.auth.settings import (
+    AuthSettings,
+    LimitSettings,
+    ServerSettings,
+    load_with_overrides,
+)
 
-__all__ = ["gunicorn_options", "serve", "yield_per_request"]
+__all__ = ["WORKER_CLASSES", "gunicorn_options", "serve", "yield_per_request"]
 
-_WORKER_CLASSES = {"gevent": "gevent", "sync": "sync", "gthread": "gthread"}
+WORKER_CLASSES: dict[str, str] = {
+    "gevent": "keelhaul.auth.workers.JsonGeventWorker",
+    "sync": "keelhaul.auth.workers.JsonSyncWorker",
+    "gthread": "keelhaul.auth.workers.JsonThreadWorker",
+}
+"""``server.worker_class`` -> gunicorn's worker of that kind, answering its refusals in JSON."""
+
+_HEADER_FIELD_HEADROOM = 1024
+"""gunicorn's per-field limit sits this far above the app's total ``max_header_bytes``."""
 
 
-def gunicorn_options(server: ServerSettings, cpu_count: int | None = None) -> dict[str, Any]:
-    """Pure: server settings → gunicorn settings."""
+def gunicorn_options(
+    server: ServerSettings, limits: LimitSettings | None = None, cpu_count: int | None = None
+) -> dict[str, Any]:
+    """Pure: server (and request limit) settings → gunicorn settings."""
+    limits = limits if limits is not None else LimitSettings()
     return {
         "bind": [server.bind],
         "workers": server.effective_workers(cpu_count),
-        "worker_class": _WORKER_CLASSES[server.worker_class],
+        "worker_class": WORKER_CLASSES[server.worker_class],
         "worker_connections": server.worker_connections,
         "threads": server.threads,
         "timeout": server.timeout,
@@ -39,11 +56,13 @@ def gunicorn_options(server: ServerSettings, cpu_count: int | None = None) -> di
         "errorlog": "-",
         "loglevel": "info",
         "preload_app": False,
-        # gunicorn's own ceilings, above the app's limits (LimitSettings) so that the app
-        # answers with its Docker-style 413/401 first; beyond these gunicorn sends a plain 400
+        # gunicorn's own ceilings, above the app's limits (LimitSettings), so that the app
+        # answers first with its Docker-style 413/431; the request line is at gunicorn's
+        # maximum (8190, above max_query_bytes' 7680). Beyond them the workers above still
+        # answer in JSON (keelhaul.auth.workers).
         "limit_request_line": 8190,
-        "limit_request_fields": 100,
-        "limit_request_field_size": 8190,
+        "limit_request_fields": 4 * limits.max_headers,
+        "limit_request_field_size": limits.max_header_bytes + _HEADER_FIELD_HEADROOM,
         "control_socket_disable": server.control_socket is None,
         **({"control_socket": str(server.control_socket)} if server.control_socket else {}),
     }
@@ -93,14 +112,14 @@ class _Application(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         # Also called on SIGHUP: re-read the file so a reload picks up changes.
         self.settings = load_with_overrides(self._path, self._overrides)
-        options = gunicorn_options(self.settings.server)
+        options = gunicorn_options(self.settings.server, self.settings.limits)
         for key, value in options.items():
             self.cfg.set(key, value)
         self.cfg.set("child_exit", _child_exit)
         shown = {
-            k: options[k]
-            for k in ("bind", "workers", "worker_class", "worker_connections", "threads", "timeout")
+            k: options[k] for k in ("bind", "workers", "worker_connections", "threads", "timeout")
         }
+        shown["worker_class"] = self.settings.server.worker_class
 
         def when_ready(server: Any) -> None:
             server.log.info("keelhaul auth: effective server settings %s", shown)
@@ -124,6 +143,8 @@ def serve(settings: AuthSettings, path: Path | None, overrides: Mapping[str, Any
     """
     from keelhaul.auth.wiring import build
 
-    build(settings)  # fail fast, in the master, with the config error's message
+    parts = build(settings)  # fail fast, in the master, with the config error's message
+    for warning in parts.service.keys.warnings:
+        print(f"keelhaul auth: warning: {warning}", file=sys.stderr, flush=True)
     _clear_multiprocess_dir()
     _Application(path, overrides).run()

@@ -141,6 +141,7 @@ class TokenService:
             account=user.name if user is not None else "",
             labels=user.labels if user is not None else {},
             ip=ip,
+            service=req.service or "",
         )
         t2 = self._timer()
         p.stages["authn"] = t2 - t1

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from keelhaul import settings_base
+from keelhaul.auth.aclpatterns import PatternError, pattern_kind
 from keelhaul.names import WorkerClass
 from keelhaul.settings_base import FrozenModel
 
@@ -36,16 +37,26 @@ __all__ = [
     "load_with_overrides",
 ]
 
-KidFormat = Literal["registry-v3", "rfc7638", "libtrust"]
+KidFormat = Literal["rfc7638", "libtrust", "distribution-3.0.0"]
 UserStore = Literal["static", "htpasswd"]
 _DEFAULT_ORDER: tuple[UserStore, ...] = ("static", "htpasswd")
 
 
-def _check_pattern(value: str | None) -> str | None:
-    """ACL patterns are globs, or regular expressions written ``/like this/``."""
-    if value is not None and len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+PatternSpec = str | dict[str, str]
+"""A glob or ``/regex/`` string, or ``{KIND: pattern}`` (see keelhaul.auth.aclpatterns)."""
+
+
+def _check_pattern(value: PatternSpec | None) -> PatternSpec | None:
+    """The kind must exist; keelhaul's own regular expressions must compile."""
+    if value is None:
+        return None
+    try:
+        kind, body = pattern_kind(value)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+    if kind.name == "regex" and "${" not in body:
         try:
-            re.compile(value[1:-1])
+            re.compile(body)
         except re.error as exc:
             raise ValueError(f"invalid regular expression: {exc}") from None
     return value
@@ -67,10 +78,24 @@ class TokenSettings(FrozenModel):
         default=300, ge=60, le=86400, description="seconds; the spec's floor is 60"
     )
     algorithm: Literal["ES256", "RS256"] = "ES256"
-    kid_format: KidFormat = "registry-v3"
+    kid_format: KidFormat = Field(
+        default="rfc7638",
+        description="rfc7638 (registry 3.1+, jwks), libtrust (2.8 without x5c), "
+        "distribution-3.0.0 (that release's generator-point quirk; warned at start)",
+    )
     include_x5c: bool = True
     keys: list[KeyPair] = Field(min_length=1)
     refresh_expiration: int = Field(default=30 * 86400, ge=300)
+
+    @field_validator("kid_format", mode="before")
+    @classmethod
+    def _renamed_format(cls, value: object) -> object:
+        if value == "registry-v3":
+            raise ValueError(
+                "'registry-v3' is now called 'distribution-3.0.0' (only that release hashed "
+                "the curve generator); use rfc7638 for registry 3.1+ and 2.8"
+            )
+        return value
 
 
 class StaticUser(FrozenModel):
@@ -98,15 +123,17 @@ class UserSettings(FrozenModel):
 
 
 class AclMatch(FrozenModel):
-    account: str | None = None
-    name: str | None = None
-    type: str | None = None
+    account: PatternSpec | None = None
+    name: PatternSpec | None = None
+    type: PatternSpec | None = None
+    service: PatternSpec | None = None
     ip: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, PatternSpec] = Field(default_factory=dict)
 
     _p_account = field_validator("account")(_check_pattern)
     _p_name = field_validator("name")(_check_pattern)
     _p_type = field_validator("type")(_check_pattern)
+    _p_service = field_validator("service")(_check_pattern)
 
     @field_validator("ip")
     @classmethod
@@ -169,7 +196,13 @@ class LimitSettings(FrozenModel):
         default=6144,
         ge=256,
         le=7680,
-        description="longer query strings get 413; gunicorn itself refuses request lines over 8190",
+        description="longer query strings get 413 (gunicorn's request line ceiling is 8190)",
+    )
+    max_headers: int = Field(
+        default=64, ge=8, le=8192, description="more request header fields get 431"
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, le=1 << 20, description="larger request headers in all get 431"
     )
     max_body_bytes: int = Field(default=16384, ge=256)
     max_username_length: int = Field(default=256, ge=1)
@@ -228,13 +261,6 @@ class AuthSettings(FrozenModel):
                 "must be at least 32 characters; generate one with `keelhaul auth secret`"
             )
         return value
-
-    @model_validator(mode="after")
-    def _some_user_store(self) -> AuthSettings:
-        if "htpasswd" in self.users.order and self.users.htpasswd is None and not self.users.static:
-            # anonymous-only deployments are legal, but say so explicitly
-            pass
-        return self
 
 
 def load_auth_settings(

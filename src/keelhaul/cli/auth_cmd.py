@@ -81,6 +81,8 @@ def check(config: Path | None) -> None:
         f"issuer={settings.token.issuer} service={settings.token.service} "
         f"algorithm={settings.token.algorithm} kid={ring.signer.kid} keys={len(ring.keys)}"
     )
+    for warning in ring.warnings:
+        click.echo(f"warning: {warning}")
     for backend in parts.backends:
         ok, detail = backend.health()
         click.echo(f"users.{backend.name}: {'ok' if ok else 'PROBLEM'} ({detail})")
@@ -111,7 +113,7 @@ def check(config: Path | None) -> None:
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
 def keygen(out: Path, algorithm: str, name: str, days: int) -> None:
     """Create a signing key and its self-signed certificate (the registry's rootcertbundle)."""
-    from keelhaul.auth.signing import generate_keypair
+    from keelhaul.auth.keygen import generate_keypair
 
     for path in (out / f"{name}.key", out / f"{name}.crt"):
         if path.exists():
@@ -143,6 +145,56 @@ def bundle(config: Path | None) -> None:
 
     ring = KeyRing.from_settings(load_auth_settings(config).token)
     sys.stdout.write(ring.bundle_pem().decode("ascii"))
+
+
+@auth.command(name="import-docker-auth")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="directory for auth.yml and htpasswd (0600; never overwritten)",
+)
+@click.option("--service", help="the registry's auth.token.service (docker_auth has none)")
+def import_docker_auth(file: Path, out: Path, service: str | None) -> None:
+    """Convert a cesanta/docker_auth config; exit 8 listing what could not be carried over."""
+    import yaml
+
+    from keelhaul.atomicfile import write_text
+    from keelhaul.auth.docker_auth import convert
+    from keelhaul.errors import ConfigError, IncompleteImport
+
+    try:
+        docker = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError("import", [f"{file}: cannot read a YAML document: {exc}"]) from None
+    if not isinstance(docker, dict):
+        raise ConfigError("import", [f"{file}: not a docker_auth configuration (a mapping)"])
+    htpasswd = out / "htpasswd"
+    imported = convert(docker, service=service, htpasswd_path=str(htpasswd.resolve()))
+    config = {"secret": secrets.token_urlsafe(48), **imported.config}
+    for path in (out / "auth.yml", htpasswd):
+        if path.exists():
+            raise click.ClickException(f"{path} exists; choose another --out")
+    write_text(
+        out / "auth.yml",
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+        mode=0o600,
+        exclusive=True,
+    )
+    lines = "".join(f"{line}\n" for line in imported.htpasswd)
+    write_text(htpasswd, lines, mode=0o600, exclusive=True)
+    click.echo(
+        f"wrote {out / 'auth.yml'} ({len(config['acl'])} ACL rules) and {htpasswd} "
+        f"({len(imported.htpasswd)} users)"
+    )
+    for note in imported.notes:
+        click.echo(f"note: {note}")
+    if imported.left_out:
+        listed = "\n".join(f"  - {item}" for item in imported.left_out)
+        raise IncompleteImport(f"not carried over ({len(imported.left_out)}):\n{listed}")
 
 
 @auth.command(name="hash")

@@ -4,7 +4,7 @@ On a local stack (``--dir``) the knobs are keelhaul's to turn: each change is ap
 restarting only the component that carries it, kept if the goal beats the run-to-run noise,
 reverted otherwise. On a remote stack (``--target`` + ``--prometheus``) nothing is changed:
 one diagnosed run, and the recommendation printed as not applied. Progress goes to stderr,
-the journey table to stdout; errors map to exit codes in :mod:`keelhaul.cli.main` (8).
+the journey table to stdout; errors map to exit codes in :mod:`keelhaul.cli.main` (9).
 """
 
 from __future__ import annotations

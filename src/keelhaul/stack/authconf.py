@@ -20,12 +20,16 @@ from keelhaul.stack.plan import REDIS_DB_AUTH, StackPlan
 
 __all__ = [
     "STACK_ACL",
+    "TOKEN_ALGORITHM",
     "auth_args",
     "auth_argv",
     "auth_yaml",
     "render_auth_config",
     "render_htpasswd",
 ]
+
+TOKEN_ALGORITHM = "ES256"  # noqa: S105 - an algorithm's name
+"""What the stack's token service signs with; the registry accepts only this one."""
 
 STACK_ACL: tuple[dict[str, Any], ...] = (
     {
@@ -84,7 +88,7 @@ def render_auth_config(plan: StackPlan, *, secret: str | None) -> dict[str, Any]
             "token": {
                 "issuer": plan.issuer,
                 "service": plan.service,
-                "algorithm": "ES256",
+                "algorithm": TOKEN_ALGORITHM,
                 "keys": [{"key": files.signing_key, "cert": files.signing_cert}],
             },
             "users": {"htpasswd": files.htpasswd},

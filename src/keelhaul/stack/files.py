@@ -17,8 +17,8 @@ import yaml
 
 from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
+from keelhaul.auth.keygen import generate_keypair
 from keelhaul.auth.settings import KeyPair
-from keelhaul.auth.signing import generate_keypair
 from keelhaul.errors import StackError
 from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
 from keelhaul.stack.layout import StackLayout

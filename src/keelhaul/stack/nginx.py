@@ -21,6 +21,7 @@ would otherwise meet:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from keelhaul.stack.layout import NGINX_TEMP_DIRS
@@ -29,6 +30,7 @@ from keelhaul.stack.plan import StackPlan
 __all__ = [
     "ACCESS_LOG_FIELDS",
     "BLOB_TIMEOUT",
+    "JSON_ERRORS",
     "STATUS_PATH",
     "nginx_argv",
     "render_nginx_conf",
@@ -63,6 +65,21 @@ ACCESS_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("connection_requests", "$connection_requests", False),
     ("user_agent", "$http_user_agent", True),
 )
+
+JSON_ERRORS: tuple[tuple[int, int, str, str], ...] = (
+    # (nginx's status, status sent, Docker error code, message): nginx's own refusals in the
+    # token service's format; the first three can happen before a location is chosen
+    (400, 400, "BAD_REQUEST", "malformed request"),
+    (414, 414, "SIZE_INVALID", "request line too long"),
+    (494, 431, "SIZE_INVALID", "request header fields too large"),
+    (413, 413, "SIZE_INVALID", "request body too large"),
+    (502, 502, "UNAVAILABLE", "the token service is not reachable"),
+    (504, 504, "UNAVAILABLE", "the token service did not answer in time"),
+)
+"""Docker-style JSON bodies for nginx's own errors: server-wide for the early ones, and on
+``/token`` for all; the token service's own answers pass through untouched."""
+_EARLY_ERRORS = (400, 414, 494)
+_ERROR_URI = "/.keelhaul/errors/"
 
 _KEEPALIVE = {"registry": 64, "auth": 32}
 """Idle upstream connections kept per worker."""
@@ -126,6 +143,33 @@ def _block(lines: list[str], indent: str = "    ") -> list[str]:
     return [f"{indent}{line}" if line else "" for line in lines]
 
 
+def _json_error_pages(statuses: tuple[int, ...]) -> list[str]:
+    # a URI, not a named location: nginx cannot redirect to a named location before it
+    # has read the request line (414), it answers 500 instead
+    sent = {status: sent for status, sent, *_ in JSON_ERRORS}
+    return [f"error_page {status} ={sent[status]} {_ERROR_URI}{status};" for status in statuses]
+
+
+def _json_error_locations() -> list[str]:
+    lines: list[str] = []
+    api_version = "$docker_distribution_api_version"
+    for status, sent, code, message in JSON_ERRORS:
+        body = json.dumps(
+            {"errors": [{"code": code, "message": message, "detail": None}]},
+            separators=(",", ":"),
+        )
+        lines += [
+            f"location = {_ERROR_URI}{status} {{",
+            "    internal;",
+            "    default_type application/json;",
+            "    add_header Cache-Control no-store always;",
+            f"    add_header Docker-Distribution-Api-Version {api_version} always;",
+            f"    return {sent} '{body}';",
+            "}",
+        ]
+    return lines
+
+
 def _entry_server(plan: StackPlan) -> list[str]:
     ssl = " ssl" if plan.settings.tls else ""
     v2 = [
@@ -145,6 +189,7 @@ def _entry_server(plan: StackPlan) -> list[str]:
         "    proxy_pass http://auth;",
         "    client_max_body_size 64k;",
         "    proxy_read_timeout 60s;",
+        *_block(_json_error_pages(tuple(status for status, *_ in JSON_ERRORS))),
         "}",
     ]
     health = [
@@ -165,11 +210,13 @@ def _entry_server(plan: StackPlan) -> list[str]:
         f"send_timeout {BLOB_TIMEOUT};",
         "chunked_transfer_encoding on;",
         *_proxy_headers(),
+        *_json_error_pages(_EARLY_ERRORS),
         "",
         *v2,
         *token,
         *health,
         *rest,
+        *_json_error_locations(),
     ]
     return ["server {", *_block(body), "}"]
 

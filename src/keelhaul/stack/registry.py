@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from keelhaul.stack.authconf import TOKEN_ALGORITHM
 from keelhaul.stack.plan import REDIS_DB_REGISTRY, StackPlan
 from keelhaul.stack.storage import render_storage
 
@@ -55,6 +56,9 @@ def render_registry_config(plan: StackPlan, *, http_secret: str | None) -> dict[
                 "service": plan.service,
                 "issuer": plan.issuer,
                 "rootcertbundle": plan.files.bundle,
+                # 3.x: accept only what keelhaul signs with, never its default list; 2.8
+                # ignores the key
+                "signingalgorithms": [TOKEN_ALGORITHM],
             }
         },
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from keelhaul.auth.signing import EXPIRY_WARNING_DAYS
+from keelhaul.auth.keyfiles import EXPIRY_WARNING_DAYS
 from keelhaul.stack.doctor.model import CertInfo, Finding, RegistryView, Snapshot
 
 __all__ = [

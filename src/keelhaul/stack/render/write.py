@@ -25,7 +25,7 @@ from pathlib import Path
 
 from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
-from keelhaul.auth.signing import generate_keypair
+from keelhaul.auth.keygen import generate_keypair
 from keelhaul.errors import ConfigError
 from keelhaul.stack.authconf import render_htpasswd
 from keelhaul.stack.files import write_private
