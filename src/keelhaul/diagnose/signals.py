@@ -34,6 +34,8 @@ from keelhaul.diagnose.signals_tiers import (
     redis_view,
     registry_view,
 )
+from keelhaul.diagnose.sources import SourceInfo
+from keelhaul.diagnose.workerwait import TOKEN_STAGE, with_worker_wait
 
 __all__ = ["TIERS", "ClientStage", "Signals", "TierCpu", "derive", "traffic_series"]
 
@@ -53,6 +55,8 @@ class TierCpu:
     throttled_share: float | None = None
     """Share of the cgroup's CPU periods in which it was throttled by its quota."""
     cpu_limit: float | None = None
+    runq_seen: bool = True
+    """False: the source cannot see run-queue wait (Prometheus); demand is CPU used only."""
 
     @property
     def demand(self) -> float:
@@ -73,6 +77,7 @@ class TierCpu:
             "rss_mb": self.rss_mb,
             "throttled_share": self.throttled_share,
             "cpu_limit": self.cpu_limit,
+            "runq_seen": self.runq_seen,
         }
 
 
@@ -108,6 +113,9 @@ class Signals:
     errors: Mapping[str, int] = field(default_factory=dict)
     """Collector → ticks in which it could not read."""
     active: bool = True
+    source: SourceInfo = field(default_factory=SourceInfo)
+    steps: int = 0
+    """Samples (ticks) in the window the signals were made from."""
 
     @property
     def seconds(self) -> float:
@@ -136,14 +144,16 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
     periods = window_delta(ticks, "procs", f"periods.{tier}")
     throttled = window_delta(ticks, "procs", f"throttled_periods.{tier}")
     limits = [g for _, g in gauge_series(ticks, "procs", f"cpu_limit.{tier}") if g is not None]
+    runq = window_rate(ticks, "procs", f"runq.{tier}")
     return TierCpu(
         cpu=cpu,
-        runq=window_rate(ticks, "procs", f"runq.{tier}") or 0.0,
+        runq=runq or 0.0,
         busiest=mean([g for _, g in gauge_series(ticks, "procs", f"busiest.{tier}")]),
         procs=mean([g for _, g in gauge_series(ticks, "procs", f"procs.{tier}")]) or 0.0,
         rss_mb=mean([g for _, g in gauge_series(ticks, "procs", f"rss_mb.{tier}")]) or 0.0,
         throttled_share=(throttled / periods) if periods and throttled is not None else None,
         cpu_limit=limits[-1] if limits else None,
+        runq_seen=runq is not None,
     )
 
 
@@ -178,18 +188,28 @@ def _notes(ticks: Sequence[Tick], limit: int = 12) -> list[str]:
     return seen
 
 
+def _client_mean(client: Sequence[ClientStage], stage: str) -> float | None:
+    row = next((c for c in client if c.name == stage), None)
+    return row.mean_ms / 1000 if row is not None and row.mean_ms is not None else None
+
+
 def derive(collection: Collection, client: Sequence[ClientStage] = ()) -> Signals:
     ticks = list(collection.ticks)
     cores = int(collection.meta.get("cores") or 1)
+    source = SourceInfo.from_meta(collection.meta)
     window = active_window(ticks, traffic_series(ticks)) if len(ticks) >= 2 else None
     active = window is not None
     if window is not None:
         ticks = ticks[window[0] : window[1] + 1]
     if len(ticks) < 2:
         t = ticks[0].t if ticks else 0.0
-        return Signals(t, t, cores, None, None, {}, None, None, None, None, client, active=False)
+        return Signals(
+            t, t, cores, None, None, {}, None, None, None, None, client, active=False,
+            source=source, steps=len(ticks),
+        )  # fmt: skip
     tiers = {name: tc for name in TIERS if (tc := _tier_cpu(ticks, name)) is not None}
     host_busy, other = _host(ticks, tiers)
+    proxy = proxy_view(ticks)
     return Signals(
         start=ticks[0].t,
         end=ticks[-1].t,
@@ -197,12 +217,14 @@ def derive(collection: Collection, client: Sequence[ClientStage] = ()) -> Signal
         host_busy=host_busy,
         other_cores=other,
         tiers=tiers,
-        proxy=proxy_view(ticks),
-        auth=auth_view(ticks),
+        proxy=proxy,
+        auth=with_worker_wait(auth_view(ticks), proxy, _client_mean(client, TOKEN_STAGE)),
         registry=registry_view(ticks),
         redis=redis_view(ticks),
         client=tuple(client),
         notes=_notes(ticks),
         errors=_errors(ticks),
         active=active,
+        source=source,
+        steps=len(ticks),
     )

@@ -188,6 +188,9 @@ class AuthView:
     redis_degraded: bool = False
     scrape_error_share: float | None = None
     outcomes: Mapping[str, float] = field(default_factory=dict)
+    wait_mean: float | None = None
+    """Seconds a request waited for a worker before the app saw it (:mod:`.workerwait`)."""
+    wait_basis: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
