@@ -107,10 +107,10 @@ def _headroom(s: Signals) -> tuple[str, ...]:
         rows.append(f"{name} {t.demand:.2f}")
     ev = [f"CPU demand by tier (CPUs of {s.cores}): " + ", ".join(rows[:4])]
     queues = []
-    if s.auth is not None:
-        queues.append(f"token service {_pct(s.auth.queue_share or 0)}")
-    if s.proxy is not None:
-        queues.append(f"nginx {_pct(s.proxy.queue_share or 0)}")
+    if s.auth is not None and s.auth.queue_share is not None:
+        queues.append(f"token service {_pct(s.auth.queue_share)}")
+    if s.proxy is not None and s.proxy.queue_share is not None:
+        queues.append(f"nginx {_pct(s.proxy.queue_share)}")
     if queues:
         ev.append("accept queues non-empty in: " + ", ".join(queues) + " of samples")
     if s.redis is not None and s.redis.busy_share is not None:
