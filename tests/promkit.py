@@ -24,7 +24,7 @@ import yaml
 
 from keelhaul.netutil import free_port, wait_for_port
 
-__all__ = ["Monitoring", "start_monitoring"]
+__all__ = ["Monitoring", "spawn", "start_monitoring", "start_prometheus"]
 
 
 @dataclass
@@ -79,11 +79,35 @@ def _process_groups(stack: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+
+
+def start_prometheus(mon: Monitoring, jobs: dict[str, str], interval: str, port: int) -> None:
+    """Debian's prometheus scraping ``jobs`` (job → host:port) every ``interval``."""
+    config = {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [address]}]}
+            for job, address in jobs.items()
+        ],
+    }
+    (mon.directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    mon.procs.append(
+        spawn(
+            [
+                "prometheus",
+                f"--config.file={mon.directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={mon.directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            mon.directory / "monitoring.log",
+        )
+    )
+    wait_for_port("127.0.0.1", port, timeout=30)
 
 
 def start_monitoring(stack_dir: Path, workdir: Path, *, interval: str = "1s") -> Monitoring:
@@ -118,29 +142,10 @@ def start_monitoring(stack_dir: Path, workdir: Path, *, interval: str = "1s") ->
         "auth": target(stack["urls"]["auth"]),
         "prometheus": f"127.0.0.1:{ports['prometheus']}",
     }
-    config = {
-        "global": {"scrape_interval": interval, "scrape_timeout": interval},
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [address]}]}
-            for job, address in jobs.items()
-        ],
-    }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = workdir / "monitoring.log"
     try:
         for argv in exporters.values():
-            mon.procs.append(_spawn(argv, log))
-        mon.procs.append(
-            _spawn(
-                [
-                    "prometheus",
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                ],
-                log,
-            )
-        )
+            mon.procs.append(spawn(argv, workdir / "monitoring.log"))
+        start_prometheus(mon, jobs, interval, ports["prometheus"])
         for port in ports.values():
             wait_for_port("127.0.0.1", port, timeout=30)
     except BaseException:

@@ -334,8 +334,11 @@ class RedisView:
         return doc
 
 
-OWN_COMMANDS = frozenset({"info", "slowlog|get", "latency|latest"})
-"""What the diagnosis itself sends every second: never a suspect."""
+OWN_COMMANDS = frozenset(
+    {"info", "slowlog|get", "latency|latest", "slowlog|len", "config|get", "client|setname"}
+)
+"""What the diagnosis itself (and prometheus-redis-exporter, each scrape) sends: never a
+suspect."""
 
 
 def _top_commands(ticks: Sequence[Tick], seconds: float) -> list[tuple[str, float, float, float]]:
