@@ -3,7 +3,8 @@
 ``data/prometheus-token-load.json`` was recorded from a real Prometheus 2.42 (Debian)
 scraping a real ``keelhaul stack up`` at 1 s with Debian's node, process, nginx and Redis
 exporters while ``hey -c 8`` asked the entry point for tokens (about 200 requests/s for
-10 s): the ``query_range`` answers of :func:`promseries.queries` for the default mapping.
+10 s): the ``query_range`` answers of :func:`promseries.queries` for the default mapping,
+keyed ``kind/tier``.
 The cAdvisor tests build matrices in cAdvisor's series shape (no kubelet runs here).
 """
 
@@ -49,7 +50,7 @@ def steps_of(rec: Mapping[str, Any]) -> list[float]:
 def collection_of(rec: Mapping[str, Any], drop: Sequence[str] = (), resolution: float = 1.0) -> Any:
     results = {}
     for q in queries(LOCAL):
-        matrix = rec["results"][q.promql]
+        matrix = rec["results"][f"{q.kind}/{q.tier}"]
         results[q] = [] if q.tier in drop else matrix
     collection, unseen = build_collection(
         results, steps_of(rec), cpu_source="process-exporter", meta={}
@@ -194,7 +195,7 @@ def test_a_step_without_samples_is_unreadable_not_zero() -> None:
     times = steps_of(rec)
     results: dict[Query, list[Any]] = {}
     for q in queries(LOCAL):
-        matrix = rec["results"][q.promql]
+        matrix = rec["results"][f"{q.kind}/{q.tier}"]
         if q.tier == "auth" and q.kind == "metrics":  # the scrapes of 3 steps failed
             matrix = [
                 {**series, "values": [v for v in series["values"] if v[0] not in times[3:6]]}
@@ -352,3 +353,38 @@ def test_window_and_url_parsing() -> None:
 
 def test_a_collection_from_before_sources_is_local() -> None:
     assert SourceInfo.from_meta({}) == SourceInfo(kind="local", resolution_s=1.0)
+
+
+def _with_auth_scrapes(seconds: float, floor: float) -> Any:
+    rec = recorded()
+    times = steps_of(rec)
+    results: dict[Query, list[Any]] = {}
+    for q in queries(LOCAL):
+        results[q] = list(rec["results"][f"{q.kind}/{q.tier}"])
+        if (q.tier, q.kind) == ("auth", "metrics"):
+            scrape = {
+                "metric": {"__name__": "scrape_duration_seconds", "job": "auth"},
+                "values": [[t, str(seconds)] for t in times],
+            }
+            results[q].append(scrape)
+    collection, _ = build_collection(
+        results, times, cpu_source="process-exporter", meta={}, scrape_floors={"auth": floor}
+    )
+    meta = {"cores": 2, "source": SourceInfo(kind="prometheus", resolution_s=1.0).as_dict()}
+    return type(collection)(collection.ticks, meta)
+
+
+def test_scrapes_that_queue_for_a_worker_show_the_wait() -> None:
+    """A sync worker answers Prometheus only after the requests queued before the scrape."""
+    s = derive(_with_auth_scrapes(0.090, floor=0.003))
+    assert s.auth is not None and s.auth.wait_mean == pytest.approx(0.087)
+    assert "scrapes of its /metrics took 90 ms (median) against 3 ms" in (s.auth.wait_basis or "")
+    verdict = decide(s)
+    assert verdict.tier == "token_workers", verdict.text()
+    assert any("waited 87.0 ms for a worker" in e for e in verdict.evidence)
+
+
+def test_scrape_jitter_on_a_busy_host_is_not_a_queue() -> None:
+    s = derive(_with_auth_scrapes(0.008, floor=0.003))  # under SCRAPE_RATIO x the floor
+    assert s.auth is not None and s.auth.wait_mean == 0.0
+    assert decide(s).tier != "token_workers"

@@ -75,6 +75,9 @@ FAMILIES: Mapping[str, str] = {
     "|connected_clients|blocked_clients|cpu_.*_seconds_total|slowlog_last_id|up)",
 }
 """The metric families each tier's ``metrics`` selector is asked for."""
+SCRAPE = "scrape_duration_seconds"
+"""Prometheus' own series per target: how long the scrape took. A scrape of the token
+service is a request like the others: it waits for a worker too (:mod:`.workerwait`)."""
 COLLECTOR = {"nginx": "stub_status", "auth": "auth", "registry": "registry", "redis": "redis"}
 
 
@@ -100,7 +103,8 @@ def queries(tiers: TierMap) -> list[Query]:
         if sel.cpu:
             out.append(Query("cpu", tier, _selector(cpu_names, sel.cpu)))
         if sel.metrics:
-            out.append(Query("metrics", tier, _selector(FAMILIES[tier], sel.metrics)))
+            names = f"{FAMILIES[tier]}|{SCRAPE}"
+            out.append(Query("metrics", tier, _selector(names, sel.metrics)))
     return out
 
 
@@ -264,18 +268,32 @@ READERS: Mapping[str, Callable[[Samples], Reading]] = {
 """Tier → the reader of its own metrics (a step's samples → the local collector's keys)."""
 
 
+def _with_scrape(reading: Reading, samples: Samples, floor: float | None) -> Reading:
+    """The reading plus ``scrape_s`` (this scrape's duration; the slowest instance) and
+    ``scrape_floor_s``."""
+    durations = [v for _, v in samples.by_name.get(SCRAPE, ())]
+    if reading.error is not None or not durations:
+        return reading
+    gauges = {**reading.gauges, "scrape_s": max(durations)}
+    if floor is not None:
+        gauges["scrape_floor_s"] = floor
+    return Reading(gauges, reading.counters, reading.hists, reading.notes, reading.error)
+
+
 def build_collection(
     results: Mapping[Query, Sequence[Mapping[str, Any]]],
     times: Sequence[float],
     *,
     cpu_source: str,
     meta: Mapping[str, Any],
+    scrape_floors: Mapping[str, float] | None = None,
 ) -> tuple[Collection, tuple[str, ...]]:
     """Range-query results → (the collection, the tiers no series was found for).
 
     ``times``: the query steps. A tier is *unseen* when neither its CPU nor its metrics
     query returned a series; a step where a seen tier's metrics are missing is an
-    unreadable reading for that step.
+    unreadable reading for that step. ``scrape_floors``: per tier, the fastest scrape
+    of its metrics around the window (the cost of answering one with no queue).
     """
     stepped = {q: matrix_steps(m) for q, m in results.items()}
     seen = {q.tier for q, m in results.items() if m and q.kind != "host"}
@@ -300,7 +318,9 @@ def build_collection(
             elif results[q]:
                 collector = COLLECTOR[q.tier]
                 readings[collector] = (
-                    READERS[q.tier](samples)
+                    _with_scrape(
+                        READERS[q.tier](samples), samples, (scrape_floors or {}).get(q.tier)
+                    )
                     if samples is not None
                     else Reading(error=f"no {q.tier} samples at this step")
                 )

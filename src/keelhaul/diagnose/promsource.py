@@ -23,6 +23,7 @@ from keelhaul.diagnose.promapi import PromApi
 from keelhaul.diagnose.promseries import (
     CADVISOR,
     PROCESS_EXPORTER,
+    SCRAPE,
     Query,
     build_collection,
     merge_local,
@@ -34,11 +35,13 @@ from keelhaul.diagnose.targets import available_cores
 from keelhaul.diagnose.tiermap import TierMap
 from keelhaul.errors import DiagnoseError
 
-__all__ = ["LOCAL_TIERS", "collect", "resolution", "settle_seconds"]
+__all__ = ["LOCAL_TIERS", "collect", "query_step", "resolution", "settle_seconds"]
 
 LOCAL_TIERS = ("generator", "diagnosis")
 """Sampled on this machine even with Prometheus: the load generator and the diagnosis."""
 MAX_SETTLE = 60.0
+FLOOR_LOOKBACK = 300.0
+"""Seconds before the window in which the fastest scrape of each tier is looked for."""
 
 
 def _probes(tiers: TierMap, seconds: int) -> list[str]:
@@ -77,6 +80,13 @@ def _as_matrix(result: list[Any]) -> list[dict[str, Any]]:
     return [r for r in result if isinstance(r, dict) and isinstance(r.get("values"), list)]
 
 
+def query_step(resolution_s: float) -> float:
+    """A step Prometheus evaluates exactly: whole seconds from 1 s up, else tenths."""
+    if resolution_s >= 1:
+        return float(max(1, round(resolution_s)))
+    return max(0.1, round(resolution_s, 1))
+
+
 def settle_seconds(resolution_s: float) -> float:
     """How long after a run's end its last scrape is surely in (one interval and a half)."""
     return min(MAX_SETTLE, 1.5 * resolution_s)
@@ -95,7 +105,9 @@ def collect(
     """Every tier's series over ``[start, end]`` as a collection (DiagnoseError: why not)."""
     if end <= start:
         raise DiagnoseError(f"the window ends ({end:.0f}) before it starts ({start:.0f})")
-    step = resolution_s if resolution_s is not None else resolution(api, tiers, start, end)
+    step = query_step(
+        resolution_s if resolution_s is not None else resolution(api, tiers, start, end)
+    )
     if end - start < 2 * step:
         raise DiagnoseError(
             f"a window of {end - start:.0f} s is shorter than two scrapes "
@@ -108,13 +120,21 @@ def collect(
     results: dict[Query, list[dict[str, Any]]] = {}
     for query in queries(tiers):
         results[query] = _as_matrix(api.query_range(query.promql, times[0], times[-1], step))
+    # the steps as Prometheus evaluated them (it keeps milliseconds, not our floats)
+    answered = sorted(
+        {round(float(v[0]), 3) for m in results.values() for x in m for v in x["values"]}
+    )
+    times = answered or times
     if not any(m for q, m in results.items() if q.kind != "host"):
         raise DiagnoseError(
             f"Prometheus at {api.base} returned no series for any tier between "
             f"{start:.0f} and {end:.0f}; check the tier mapping (--tiers)"
         )
     notes: list[str] = []
-    collection, unseen = build_collection(results, times, cpu_source=tiers.cpu_source, meta={})
+    floors = _scrape_floors(api, tiers, start, end)
+    collection, unseen = build_collection(
+        results, times, cpu_source=tiers.cpu_source, meta={}, scrape_floors=floors
+    )
     cores = _cores(collection)
     if cores is None:
         cores = available_cores()
@@ -134,6 +154,22 @@ def collect(
     }
     merged = merge_local(Collection(collection.ticks, meta), local, LOCAL_TIERS)
     return merged
+
+
+def _scrape_floors(api: PromApi, tiers: TierMap, start: float, end: float) -> dict[str, float]:
+    """Per tier: its fastest scrape in the window and the minutes before it."""
+    seconds = math.ceil(end - start + FLOOR_LOOKBACK)
+    floors = {}
+    for tier, sel in tiers.tiers.items():
+        if not sel.metrics:
+            continue
+        promql = f"min(min_over_time({SCRAPE}{{{sel.metrics}}}[{seconds}s]))"
+        _kind, result = api.query(promql, end)
+        for row in result:
+            value = row.get("value") if isinstance(row, dict) else None
+            if isinstance(value, list) and len(value) == 2:
+                floors[tier] = float(value[1])
+    return floors
 
 
 def _cores(collection: Collection) -> int | None:

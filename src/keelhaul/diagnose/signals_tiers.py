@@ -191,6 +191,10 @@ class AuthView:
     wait_mean: float | None = None
     """Seconds a request waited for a worker before the app saw it (:mod:`.workerwait`)."""
     wait_basis: str | None = None
+    scrape_median: float | None = None
+    """Prometheus' scrapes of the token service's /metrics: median duration in the window."""
+    scrape_floor: float | None = None
+    """... and the fastest one around it (answering with no queue)."""
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -247,6 +251,8 @@ def auth_view(ticks: Sequence[Tick]) -> AuthView | None:
         redis_degraded=any(d for d in degraded if d),
         scrape_error_share=_error_share(ticks, "auth"),
         outcomes=outcomes,
+        scrape_median=median([g for _, g in gauge_series(ticks, "auth", "scrape_s")]),
+        scrape_floor=mean([g for _, g in gauge_series(ticks, "auth", "scrape_floor_s")]),
     )
 
 

@@ -11,7 +11,14 @@ sync, gthread and gevent workers alike, and for both sources:
   token service's ``keelhaul_token_request_seconds`` mean;
 * Prometheus: the standard nginx exporter has no upstream times, so the load generator's
   own ``token`` time stands in (when the run is ``keelhaul load --diagnose``): an upper
-  bound, since it includes the proxy and the network, and said so in the evidence.
+  bound, since it includes the proxy and the network, and said so in the evidence;
+* Prometheus without a load report: its own scrapes of the token service's ``/metrics``
+  are requests like the others and wait for a worker the same way (a sync worker answers
+  a scrape only after the requests queued before it). The wait is the scrapes' median
+  duration in the window minus the fastest one around it (answering with no queue);
+  it counts only when the median is at least ``SCRAPE_RATIO`` times that floor, so a
+  busy host's jitter is not taken for a queue. A probe once per scrape, not every
+  request: coarser, and said so.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from dataclasses import replace
 
 from keelhaul.diagnose.signals_tiers import AuthView, ProxyView
 
-__all__ = ["TOKEN_STAGE", "with_worker_wait"]
+__all__ = ["SCRAPE_RATIO", "TOKEN_STAGE", "with_worker_wait"]
 
+SCRAPE_RATIO = 3.0
 TOKEN_STAGE = "token"  # noqa: S105 - a stage name
 
 
@@ -43,5 +51,15 @@ def with_worker_wait(
             auth,
             wait_mean=max(0.0, client_token_mean - auth.app_mean),
             wait_basis="the load generator's token time minus the app's time (an upper bound)",
+        )
+    if auth.scrape_median is not None and auth.scrape_floor:
+        queued = auth.scrape_median >= SCRAPE_RATIO * auth.scrape_floor
+        return replace(
+            auth,
+            wait_mean=max(0.0, auth.scrape_median - auth.scrape_floor) if queued else 0.0,
+            wait_basis=(
+                f"Prometheus' scrapes of its /metrics took {1000 * auth.scrape_median:.0f} ms "
+                f"(median) against {1000 * auth.scrape_floor:.0f} ms with no queue"
+            ),
         )
     return auth
