@@ -123,7 +123,7 @@ def start_monitoring(stack_dir: Path, workdir: Path, *, interval: str = "1s") ->
                  "--collector.disable-defaults", "--collector.cpu"],
         "process": ["prometheus-process-exporter", "-config.path", str(workdir / "process.yml"),
                     "-web.listen-address", f"127.0.0.1:{ports['process']}", "-threads=false",
-                    "-gather-smaps=false", "-recheck"],
+                    "-gather-smaps=false"],
         "nginx": ["prometheus-nginx-exporter", "-nginx.scrape-uri", status,
                   "-web.listen-address", f"127.0.0.1:{ports['nginx']}"],
         "redis": ["prometheus-redis-exporter", "-redis.addr", stack["redis_url"],

@@ -164,7 +164,7 @@ def test_recorded_run_through_the_whole_engine_and_reports() -> None:
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     assert doc["source"]["kind"] == "prometheus"
     assert doc["source"]["resolution_s"] == 1.0
-    assert "run-queue wait (CPU demand is CPU used only)" in doc["source"]["blind"]
+    assert any(b.startswith("run-queue wait (estimated") for b in doc["source"]["blind"])
     page = render_html(doc)
     assert "source: Prometheus (query_range over the run&#x27;s window)" in page
     assert "a sample every 1 s" in page
@@ -388,3 +388,29 @@ def test_scrape_jitter_on_a_busy_host_is_not_a_queue() -> None:
     s = derive(_with_auth_scrapes(0.008, floor=0.003))  # under SCRAPE_RATIO x the floor
     assert s.auth is not None and s.auth.wait_mean == 0.0
     assert decide(s).tier != "token_workers"
+
+
+def test_processes_found_runnable_estimate_the_run_queue_wait() -> None:
+    """process-exporter's ``states{state="Running"}``: four workers always runnable on a
+    host where they got 0.3 CPU wanted four CPUs (the local source's schedstat view)."""
+    rec = recorded()
+    times = steps_of(rec)
+    results: dict[Query, list[Any]] = {}
+    for q in queries(LOCAL):
+        results[q] = list(rec["results"][f"{q.kind}/{q.tier}"])
+        if (q.tier, q.kind) == ("auth", "cpu"):
+            results[q].append(
+                {
+                    "metric": {
+                        "__name__": "namedprocess_namegroup_states",
+                        "groupname": "auth",
+                        "state": "Running",
+                    },
+                    "values": [[t, "4"] for t in times],
+                }
+            )
+    collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
+    auth = derive(collection).tiers["auth"]
+    assert auth.runq_seen
+    assert auth.demand == pytest.approx(4.0)
+    assert auth.runq == pytest.approx(4.0 - auth.cpu)

@@ -31,8 +31,8 @@ from typing import Any
 from keelhaul.diagnose.analysis import Report
 from keelhaul.diagnose.loadreport import ClientRun, client_from_report
 from keelhaul.diagnose.promapi import PromApi, check_url
-from keelhaul.diagnose.promrun import LOOKBACK, prometheus_report, tier_map, wait_for_last_scrape
-from keelhaul.diagnose.promsource import resolution
+from keelhaul.diagnose.promrun import prometheus_report, tier_map, wait_for_last_scrape
+from keelhaul.diagnose.promsource import LOOKBACK, resolution
 from keelhaul.diagnose.session import Diagnosis, write_reports
 from keelhaul.diagnose.summary import render_text
 from keelhaul.diagnose.tiermap import TierMap

@@ -20,14 +20,13 @@ from keelhaul.diagnose.collectors.procs import ProcessCollector
 from keelhaul.diagnose.loadreport import ClientRun
 from keelhaul.diagnose.model import Tick
 from keelhaul.diagnose.promapi import PromApi
-from keelhaul.diagnose.promsource import collect, resolution, settle_seconds
+from keelhaul.diagnose.promsource import LOOKBACK, collect, resolution, settle_seconds
 from keelhaul.diagnose.sampler import Sampler
 from keelhaul.diagnose.targets import available_cores
 from keelhaul.diagnose.tiermap import LOCAL, TierMap, load_tier_map
 from keelhaul.errors import DiagnoseError
 
 __all__ = [
-    "LOOKBACK",
     "diagnose_prometheus",
     "generator_sampler",
     "parse_window",
@@ -35,9 +34,6 @@ __all__ = [
     "tier_map",
     "wait_for_last_scrape",
 ]
-
-LOOKBACK = 300.0
-"""Seconds before a live diagnosis in which the scrape resolution is measured."""
 
 
 def tier_map(path: Path | None) -> TierMap:

@@ -55,8 +55,12 @@ __all__ = [
     "spacing",
 ]
 
-PROCESS_EXPORTER = ("namedprocess_namegroup_cpu_seconds_total", "namedprocess_namegroup_num_procs",
-                    "namedprocess_namegroup_memory_bytes")  # fmt: skip
+PROCESS_EXPORTER = (
+    "namedprocess_namegroup_cpu_seconds_total",
+    "namedprocess_namegroup_num_procs",
+    "namedprocess_namegroup_memory_bytes",
+    "namedprocess_namegroup_states",
+)
 CADVISOR = (
     "container_cpu_usage_seconds_total",
     "container_cpu_cfs_periods_total",
@@ -189,6 +193,9 @@ def procs_reading(
     rss = samples.value("namedprocess_namegroup_memory_bytes", memtype="resident")
     if rss is not None:
         gauges[f"rss_mb.{tier}"] = rss / 2**20
+    runnable = samples.value("namedprocess_namegroup_states", state="Running")
+    if runnable is not None:  # R: on a CPU or waiting for one, as the scrape found them
+        gauges[f"runnable.{tier}"] = runnable
     return gauges, counters
 
 

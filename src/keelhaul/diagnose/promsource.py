@@ -35,11 +35,13 @@ from keelhaul.diagnose.targets import available_cores
 from keelhaul.diagnose.tiermap import TierMap
 from keelhaul.errors import DiagnoseError
 
-__all__ = ["LOCAL_TIERS", "collect", "query_step", "resolution", "settle_seconds"]
+__all__ = ["LOCAL_TIERS", "LOOKBACK", "collect", "query_step", "resolution", "settle_seconds"]
 
 LOCAL_TIERS = ("generator", "diagnosis")
 """Sampled on this machine even with Prometheus: the load generator and the diagnosis."""
 MAX_SETTLE = 60.0
+LOOKBACK = 300.0
+"""Seconds before a window's end in which the scrape resolution is measured."""
 FLOOR_LOOKBACK = 300.0
 """Seconds before the window in which the fastest scrape of each tier is looked for."""
 
@@ -105,9 +107,9 @@ def collect(
     """Every tier's series over ``[start, end]`` as a collection (DiagnoseError: why not)."""
     if end <= start:
         raise DiagnoseError(f"the window ends ({end:.0f}) before it starts ({start:.0f})")
-    step = query_step(
-        resolution_s if resolution_s is not None else resolution(api, tiers, start, end)
-    )
+    if resolution_s is None:  # the scrape interval is the server's: look wider than the window
+        resolution_s = resolution(api, tiers, min(start, end - LOOKBACK), end)
+    step = query_step(resolution_s)
     if end - start < 2 * step:
         raise DiagnoseError(
             f"a window of {end - start:.0f} s is shorter than two scrapes "

@@ -18,6 +18,7 @@ from keelhaul.diagnose.model import Collection, Tick
 from keelhaul.diagnose.series import (
     active_window,
     gauge_series,
+    intervals,
     mean,
     rate_series,
     sum_rate_series,
@@ -131,10 +132,22 @@ def traffic_series(ticks: Sequence[Tick]) -> list[tuple[float, float | None]]:
         return sum_rate_series(ticks, "nginx_log", lambda k: k.startswith("n."))
     auth = rate_series(ticks, "auth", "requests")
     registry = rate_series(ticks, "registry", "requests")
-    return [
-        (t, (a or 0.0) + (r or 0.0) if a is not None or r is not None else None)
-        for (t, a), (_, r) in zip(auth, registry, strict=True)
-    ]
+    proxy = _proxy_requests(ticks)
+    out: list[tuple[float, float | None]] = []
+    for (t, a), (_, r), (_, p) in zip(auth, registry, proxy, strict=True):
+        tiers = (a or 0.0) + (r or 0.0) if a is not None or r is not None else None
+        out.append((t, tiers if tiers else p if p is not None else tiers))
+    return out
+
+
+def _proxy_requests(ticks: Sequence[Tick]) -> list[tuple[float, float | None]]:
+    """nginx's own request count (stub_status) less the one status request per sample:
+    traffic even when the tiers behind it cannot answer their metrics (all workers busy)."""
+    out: list[tuple[float, float | None]] = []
+    for a, b in intervals(ticks):
+        x, y = a.counter("stub_status", "requests"), b.counter("stub_status", "requests")
+        out.append((b.t, None if x is None or y is None else max(0.0, y - x - 1) / (b.t - a.t)))
+    return out
 
 
 def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
@@ -145,6 +158,8 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
     throttled = window_delta(ticks, "procs", f"throttled_periods.{tier}")
     limits = [g for _, g in gauge_series(ticks, "procs", f"cpu_limit.{tier}") if g is not None]
     runq = window_rate(ticks, "procs", f"runq.{tier}")
+    if runq is None:
+        runq = _sampled_runq(ticks, tier, cpu)
     return TierCpu(
         cpu=cpu,
         runq=runq or 0.0,
@@ -155,6 +170,14 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
         cpu_limit=limits[-1] if limits else None,
         runq_seen=runq is not None,
     )
+
+
+def _sampled_runq(ticks: Sequence[Tick], tier: str, cpu: float) -> float | None:
+    """Without schedstat (Prometheus' process-exporter): the mean number of the tier's
+    processes found runnable (state R) at each scrape is its demand in CPUs (Little's law,
+    one thread each), so the time waiting for a CPU is that minus the CPU it used."""
+    runnable = mean([g for _, g in gauge_series(ticks, "procs", f"runnable.{tier}")])
+    return max(0.0, runnable - cpu) if runnable is not None else None
 
 
 def _host(ticks: Sequence[Tick], tiers: Mapping[str, TierCpu]) -> tuple[float | None, float | None]:

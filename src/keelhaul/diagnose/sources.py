@@ -50,7 +50,8 @@ SOURCES: Mapping[str, SourceKind] = {
             "prometheus",
             "Prometheus (query_range over the run's window)",
             (
-                "run-queue wait (CPU demand is CPU used only)",
+                "run-queue wait (estimated from the processes found runnable at each scrape "
+                "with process-exporter; not at all with cAdvisor)",
                 "accept queues",
                 "nginx's per-request upstream times",
                 "log lines (nginx alerts, gunicorn WORKER TIMEOUT)",
