@@ -256,9 +256,10 @@ def manifest_url(info: StackInfo) -> str:
 
 
 def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
-    healthy: StackInfo, tmp_path: Path
+    healthy: StackInfo, healthy_prometheus: str, tmp_path: Path
 ) -> None:
-    """Through the load kit: ``keelhaul load --diagnose``, an open model at 15 logins/s."""
+    """Through the load kit: ``keelhaul load --diagnose``, an open model at 15 logins/s;
+    then the same load with ``--target <entry> --diagnose --prometheus``: the same verdict."""
     out = tmp_path / "diagnosis"
     done = keelhaul(
         "load", "--stack-dir", str(healthy.dir), "--mix", "login=1", "--rate", "15/s",
@@ -273,6 +274,52 @@ def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
     assert token["segments"][0]["name"] == "client: connect, queue, network"
     assert "verdict: " in done.stdout
     assert (out / "diagnosis.html").stat().st_size > 10_000
+    remote = load_through_prometheus(
+        healthy, healthy_prometheus, tmp_path / "through-prometheus",
+        "--mix", "login=1", "--rate", "15/s", "--users", "10",
+    )  # fmt: skip
+    assert remote["verdict"]["tier"] == doc["verdict"]["tier"], verdict_text(remote)
+    token = next(w for w in remote["waterfalls"] if w["stage"] == "token")
+    assert token["observer"] == "client"
+
+
+def load_through_prometheus(
+    info: StackInfo, prometheus: str, out: Path, *load: str
+) -> dict[str, Any]:
+    """``keelhaul load --target <entry> --diagnose --prometheus <url>``: the stack as a
+    remote one (no stack directory, no pid, no file of it), credentials on stdin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "keelhaul", "load", "--target", info.entry,
+         "-u", "admin", "--password-stdin", *load, "--run-time", f"{WATCH_S}s",
+         "--images", "1", "--layer-size", "64k",
+         "--diagnose", "--prometheus", prometheus, "--diagnose-dir", str(out)],
+        input=info.password("admin") + "\n", capture_output=True, text=True,
+        env=clean_env(), timeout=CLI_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "verdict: " in done.stdout
+    doc: dict[str, Any] = json.loads((out / "diagnosis.json").read_text())
+    assert doc["source"]["kind"] == "prometheus" and doc["source"]["unseen"] == []
+    assert "stack_dir" not in doc["watched"]
+    assert doc["signals"]["tiers"]["generator"]["procs"] >= 1  # this load process, sampled here
+    assert (out / "diagnosis.html").stat().st_size > 10_000
+    return doc
+
+
+def test_a_load_generator_at_its_limit_is_named_through_prometheus(
+    healthy: StackInfo, healthy_prometheus: str, tmp_path: Path
+) -> None:
+    """Issue #11: a healthy stack and a closed-model generator in one process with many
+    users: the generator's own CPU is the limit, and the stack (seen only through
+    Prometheus) has headroom."""
+    doc = load_through_prometheus(
+        healthy, healthy_prometheus, tmp_path / "d", "--mix", "login=1", "--users", "48"
+    )
+    assert doc["verdict"]["tier"] == "load_generator", verdict_text(doc)
+    generator = doc["signals"]["tiers"]["generator"]
+    assert (
+        generator["busiest_thread"] >= 0.85 or generator["demand"] >= 0.8 * doc["signals"]["cores"]
+    )
 
 
 @contextlib.contextmanager
