@@ -414,3 +414,18 @@ def test_processes_found_runnable_estimate_the_run_queue_wait() -> None:
     assert auth.runq_seen
     assert auth.demand == pytest.approx(4.0)
     assert auth.runq == pytest.approx(4.0 - auth.cpu)
+
+
+def test_a_wait_for_a_cpu_taken_by_others_is_not_a_worker_shortage() -> None:
+    """The token service got 0.04 CPU and waited 0.25 for one (neighbours took the host):
+    its requests wait, but more workers would not help."""
+    s = Synth()
+    for _ in range(10):
+        token_second(
+            s, rps=15, app=0.0017, upstream=0.0071, authn=0.0001, cache="local",
+            inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.04, 0.25), "nginx": (0.01, 0.0), "generator": (0.05, 0.0)},
+            host=2.0,
+        )  # fmt: skip
+    verdict = decide(derive(s.collection()))
+    assert verdict.tier != "token_workers", verdict.text()
