@@ -422,7 +422,7 @@ def test_a_wait_for_a_cpu_taken_by_others_is_not_a_worker_shortage() -> None:
     s = Synth()
     for _ in range(10):
         token_second(
-            s, rps=15, app=0.0017, upstream=0.0071, authn=0.0001, cache="local",
+            s, rps=15, app=0.0017, upstream=0.030, authn=0.0001, cache="local",
             inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
             tiers={"auth": (0.04, 0.25), "nginx": (0.01, 0.0), "generator": (0.05, 0.0)},
             host=2.0,
