@@ -306,22 +306,6 @@ def load_through_prometheus(
     return doc
 
 
-def test_a_load_generator_at_its_limit_is_named_through_prometheus(
-    healthy: StackInfo, healthy_prometheus: str, tmp_path: Path
-) -> None:
-    """Issue #11: a healthy stack and a closed-model generator in one process with many
-    users: the generator's own CPU is the limit, and the stack (seen only through
-    Prometheus) has headroom."""
-    doc = load_through_prometheus(
-        healthy, healthy_prometheus, tmp_path / "d", "--mix", "login=1", "--users", "48"
-    )
-    assert doc["verdict"]["tier"] == "load_generator", verdict_text(doc)
-    generator = doc["signals"]["tiers"]["generator"]
-    assert (
-        generator["busiest_thread"] >= 0.85 or generator["demand"] >= 0.8 * doc["signals"]["cores"]
-    )
-
-
 @contextlib.contextmanager
 def busy_redis(url: str, busy_us: int = 40_000, gap_s: float = 0.005) -> Iterator[None]:
     """A client that keeps Redis' one thread in a script ~90% of the time (a slow command)."""

@@ -429,3 +429,34 @@ def test_a_wait_for_a_cpu_taken_by_others_is_not_a_worker_shortage() -> None:
         )  # fmt: skip
     verdict = decide(derive(s.collection()))
     assert verdict.tier != "token_workers", verdict.text()
+
+
+def test_a_pinned_load_generator_sampled_here_is_the_limit_of_a_healthy_stack() -> None:
+    """The stack through Prometheus (the recorded healthy run), the load generator sampled
+    on this machine (its own process: one thread at 0.95 of a CPU) and merged into each
+    step: the verdict names the generator, not a tier."""
+    from keelhaul.diagnose.model import Reading, Tick
+    from keelhaul.diagnose.promseries import merge_local
+
+    collection, _ = collection_of(recorded())
+    first = collection.ticks[0].t
+    local = [
+        Tick(
+            t=first - 1 + i,
+            readings={
+                "procs": Reading(
+                    gauges={"procs.generator": 1.0, "busiest.generator": 0.95},
+                    counters={"cpu.generator": 0.95 * i, "runq.generator": 0.02 * i,
+                              "cpu.redis": 99.0},
+                )
+            },
+        )
+        for i in range(len(collection.ticks) + 2)
+    ]  # fmt: skip
+    merged = merge_local(collection, local, ("generator", "diagnosis"))
+    assert merged.ticks[-1].counter("procs", "cpu.redis") != 99.0  # only the generator's keys
+    s = derive(merged)
+    assert s.tiers["generator"].cpu == pytest.approx(0.95)
+    verdict = decide(s)
+    assert verdict.tier == "load_generator", verdict.text()
+    assert "pinned" in verdict.evidence[0]

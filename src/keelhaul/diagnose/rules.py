@@ -431,6 +431,10 @@ def generator_rule(s: Signals) -> Finding | None:
         ev.append(f"the busiest load-generator thread used {g.busiest:.2f} of a CPU (it is pinned)")
     if g.demand >= CPU_BOUND * s.cores:
         ev.append(_cpu_text("the load generator", g, s.cores))
+    elif g.runq_seen and g.procs >= 1 and g.demand / g.procs >= GENERATOR_THREAD:
+        # one event loop per process: wanting a whole CPU each is pinned, even when
+        # neighbours leave it less (its busiest thread then uses less than a CPU)
+        ev.append(_cpu_text(f"the load generator's {g.procs:.0f} process(es)", g, s.cores))
     if not ev:
         return None
     return Finding(
