@@ -270,6 +270,7 @@ def test_a_registry_throttled_by_its_cpu_quota_is_named_through_cadvisor() -> No
     registry = s.tiers["registry"]
     assert registry.throttled_share == pytest.approx(0.8)
     assert registry.cpu_limit == pytest.approx(0.5)
+    assert registry.replicas == 1.0
     assert registry.cpu == pytest.approx(7.4 / 15)
     verdict = decide(s)
     assert verdict.tier == "registry"

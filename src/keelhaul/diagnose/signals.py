@@ -58,6 +58,8 @@ class TierCpu:
     cpu_limit: float | None = None
     runq_seen: bool = True
     """False: the source cannot see run-queue wait (Prometheus); demand is CPU used only."""
+    replicas: float | None = None
+    """Pods running the tier (cAdvisor), mean over the window."""
 
     @property
     def demand(self) -> float:
@@ -79,6 +81,7 @@ class TierCpu:
             "throttled_share": self.throttled_share,
             "cpu_limit": self.cpu_limit,
             "runq_seen": self.runq_seen,
+            "replicas": self.replicas,
         }
 
 
@@ -169,6 +172,7 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
         throttled_share=(throttled / periods) if periods and throttled is not None else None,
         cpu_limit=limits[-1] if limits else None,
         runq_seen=runq is not None,
+        replicas=mean([g for _, g in gauge_series(ticks, "procs", f"replicas.{tier}")]),
     )
 
 
