@@ -335,6 +335,10 @@ def test_the_load_generators_token_time_stands_in_for_the_proxy() -> None:
     assert (derive(collection, (fast,)).auth or app).wait_mean == pytest.approx(0.0005, abs=1e-6)
     report = analyse(collection, client=ClientRun((slow,), None, None))
     assert report.verdict.tier == "token_workers", report.verdict.text()
+    token = next(w for w in report.waterfalls if w.stage == "token")
+    assert token.observer == "client" and token.total == pytest.approx(slow.mean_ms / 1000)
+    assert token.segments[0].name == "client: network, proxy, waiting for a worker"
+    assert token.segments[0].seconds == pytest.approx(0.040)
 
 
 def test_window_and_url_parsing() -> None:
