@@ -19,6 +19,14 @@ with ``--monitoring``, the seconds from the end of a ``keelhaul load --target <e
 first: 1.5 scrape intervals), and the seconds ``keelhaul diagnose --prometheus --window``
 takes over that same past window (queries and analysis only).
 
+A third figure prices ``stack up --monitoring`` (Prometheus scraping every tier each
+second, and the node, process, nginx and Redis exporters): ONE long ``keelhaul load`` run
+against a monitored stack whose monitoring processes are frozen (SIGSTOP, by pid) in every
+other 10-second window and running (SIGCONT) in the others; the throughput in the running
+windows over the frozen ones (target >= 0.95), and the CPU-seconds per request of the
+stack's tiers and of the monitoring, from /proc, per window kind. ``--only monitoring``
+runs just this figure and keeps the others in the results file.
+
 Compare ratios, not absolute figures, across runs.
 Writes bench/results/diagnose.json and prints a table.
 """
@@ -26,9 +34,11 @@ Writes bench/results/diagnose.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -156,6 +166,162 @@ def windowed(stack: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+# ------------------------------------------------------------------ --monitoring
+
+MONITORS = ("node_exporter", "process_exporter", "nginx_exporter", "redis_exporter", "prometheus")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _families(pids: dict[str, int]) -> dict[str, set[int]]:
+    """Each component's leader and every process below it (nginx's, gunicorn's workers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
+    families = {}
+    for name, pid in pids.items():
+        family = {pid}
+        while more := {c for c, p in parents.items() if p in family} - family:
+            family |= more
+        families[name] = family
+    return families
+
+
+def _cpu_seconds(pids: set[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rfind(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
+
+
+def _freeze(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def monitoring_windowed(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One load run against a ``--monitoring`` stack; its monitoring frozen in every other
+    window (on, off, off, on, ...). Throughput and CPU-seconds per request per window kind."""
+    stack = work / "stack-monitored"
+    up = keelhaul("stack", "up", "--dir", str(stack), "--monitoring")
+    if up.returncode != 0:
+        raise SystemExit(f"keelhaul stack up --monitoring failed:\n{up.stderr}")
+    state = json.loads((stack / "stack.json").read_text())
+    monitoring = {name: pid for name, pid in state["pids"].items() if name in MONITORS}
+    monitors = list(monitoring.values())
+    tiers = {name: pid for name, pid in state["pids"].items() if name not in MONITORS}
+    pattern = ([True, False, False, True] * (args.windows // 4 + 1))[: args.windows]
+    report = work / "load-monitoring.json"
+    run_time = len(pattern) * (args.window + 1) + 10
+    argv = [
+        sys.executable, "-m", "keelhaul", "load", "--stack-dir", str(stack), "--mix", args.mix,
+        "--users", str(args.users), "--run-time", f"{run_time}s", "--images", "2",
+        "--layer-size", args.layer_size, "--json", str(report),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env()
+    )
+    assert proc.stderr is not None
+    windows: list[dict[str, Any]] = []
+    try:
+        for line in proc.stderr:
+            if "running:" in line:
+                break
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        time.sleep(3)  # the users' ramp
+        families = _families(tiers)
+        watched = _families(monitoring)
+        for on in pattern:
+            _freeze(monitors, signal.SIGCONT if on else signal.SIGSTOP)
+            tiers_cpu = _cpu_seconds(set().union(*families.values()))
+            monitor_cpu = _cpu_seconds(set().union(*watched.values()))
+            start = time.time()
+            time.sleep(args.window)
+            end = time.time()
+            windows.append(
+                {
+                    "on": on,
+                    "start": start,
+                    "end": end,
+                    "tiers_cpu_s": _cpu_seconds(set().union(*families.values())) - tiers_cpu,
+                    "monitoring_cpu_s": _cpu_seconds(set().union(*watched.values())) - monitor_cpu,
+                }
+            )
+        _freeze(monitors, signal.SIGCONT)
+        proc.wait(timeout=run_time + 120)
+    finally:
+        _freeze(monitors, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+        keelhaul("stack", "down", "--dir", str(stack))
+    return _monitoring_figures(windows, per_second(json.loads(report.read_text())), args)
+
+
+def _monitoring_figures(
+    windows: list[dict[str, Any]], counts: dict[int, int], args: argparse.Namespace
+) -> dict[str, Any]:
+    kinds: dict[bool, dict[str, list[float]]] = {
+        on: {"rps": [], "tiers_cpu_per_req": [], "monitoring_cpu_per_req": []}
+        for on in (True, False)
+    }
+    for w in windows:
+        inside = [counts.get(t, 0) for t in range(int(w["start"]) + 1, int(w["end"]) - 1)]
+        requests = sum(counts.get(t, 0) for t in range(int(w["start"]), int(w["end"]) + 1))
+        if not inside or not requests:
+            continue
+        kind = kinds[w["on"]]
+        kind["rps"].append(statistics.mean(inside))
+        kind["tiers_cpu_per_req"].append(w["tiers_cpu_s"] / requests)
+        kind["monitoring_cpu_per_req"].append(w["monitoring_cpu_s"] / requests)
+    on_rps, off_rps = statistics.mean(kinds[True]["rps"]), statistics.mean(kinds[False]["rps"])
+    mean = statistics.mean
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "note": args.note,
+        "load": {"mix": args.mix, "users": args.users, "layer_size": args.layer_size},
+        "window_s": args.window,
+        "windows": len(windows),
+        "on_rps": on_rps,
+        "off_rps": off_rps,
+        "ratio": on_rps / off_rps,
+        "target": TARGET,
+        "met": on_rps / off_rps >= TARGET,
+        "cpu_s_per_request": {
+            "tiers_on": mean(kinds[True]["tiers_cpu_per_req"]),
+            "tiers_off": mean(kinds[False]["tiers_cpu_per_req"]),
+            "monitoring_on": mean(kinds[True]["monitoring_cpu_per_req"]),
+        },
+        "monitoring_cpu_share": sum(w["monitoring_cpu_s"] for w in windows if w["on"])
+        / sum(w["end"] - w["start"] for w in windows if w["on"])
+        / (os.cpu_count() or 1),
+        "on_windows": kinds[True]["rps"],
+        "off_windows": kinds[False]["rps"],
+    }
+
+
+def show_monitoring(mon: dict[str, Any]) -> None:
+    verdict = "met" if mon["met"] else "NOT met"
+    cpu = mon["cpu_s_per_request"]
+    print(
+        f"\n--monitoring, one run, monitoring running / frozen: {mon['ratio']:.3f} "
+        f"({mon['on_rps']:.1f} / {mon['off_rps']:.1f} req/s, {mon['windows']} windows of "
+        f"{mon['window_s']} s; target >= {TARGET}: {verdict})"
+    )
+    print(
+        f"CPU ms per request: tiers {1000 * cpu['tiers_on']:.2f} (running) / "
+        f"{1000 * cpu['tiers_off']:.2f} (frozen); the monitoring itself "
+        f"{1000 * cpu['monitoring_on']:.2f}; its CPU: "
+        f"{100 * mon['monitoring_cpu_share']:.1f}% of the host's CPUs"
+    )
+
+
 def paired(rows: list[dict[str, Any]], variant: str) -> list[float]:
     """Each round's throughput of ``variant`` over the same round's plain run."""
     base = {r["round"]: r["rps"] for r in rows if r["variant"] == "plain"}
@@ -275,6 +441,16 @@ def to_verdict_through_prometheus(work: Path, args: argparse.Namespace) -> dict[
     }
 
 
+def show_prometheus(prometheus: dict[str, Any]) -> dict[str, Any]:
+    if prometheus.get("rounds"):
+        print(
+            "through Prometheus: end of run → verdict "
+            f"{prometheus['median_end_to_verdict_s']:.1f} s (median), a past window "
+            f"{prometheus['median_window_query_s']:.1f} s"
+        )
+    return prometheus
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -287,7 +463,21 @@ def main() -> None:
     p.add_argument("--window", type=int, default=10, help="seconds per window")
     p.add_argument("--prometheus-rounds", type=int, default=3,
                    help="runs timed from their end to the verdict via Prometheus")  # fmt: skip
+    p.add_argument("--note", default="", help="conditions, recorded with the figure")
+    p.add_argument(
+        "--only",
+        choices=["monitoring"],
+        help="run only this figure; the others stay as the results file has them",
+    )
     args = p.parse_args()
+    if args.only == "monitoring":
+        with tempfile.TemporaryDirectory(prefix="keelhaul-bench-monitoring-") as tmp:
+            mon = monitoring_windowed(Path(tmp), args)
+        show_monitoring(mon)
+        previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        RESULTS.write_text(json.dumps({**previous, "monitoring": mon}, indent=2) + "\n")
+        print(f"wrote {RESULTS}")
+        return
     variants = ["plain", "diagnose"] + ([] if args.no_profile else ["profile"])
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="keelhaul-bench-diagnose-") as tmp:
@@ -308,16 +498,13 @@ def main() -> None:
                     print(f"round {n + 1} {variant:9} {row['rps']:8.1f} req/s", flush=True)
         finally:
             keelhaul("stack", "down", "--dir", str(stack))
+        print("--monitoring: one load run, the monitoring frozen in every other window")
+        mon = monitoring_windowed(work, args)
         prometheus = to_verdict_through_prometheus(work, args) if args.prometheus_rounds else {}
-    result = summarize(rows, variants, win, args)
-    result["through_prometheus"] = prometheus
-    if prometheus.get("rounds"):
-        print(
-            "through Prometheus: end of run → verdict "
-            f"{prometheus['median_end_to_verdict_s']:.1f} s (median), a past window "
-            f"{prometheus['median_window_query_s']:.1f} s"
-        )
+    result = {**summarize(rows, variants, win, args), "monitoring": mon}
+    result["through_prometheus"] = show_prometheus(prometheus)
     show(result, variants)
+    show_monitoring(mon)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -20,7 +20,19 @@ __all__ = ["stack"]
 
 # Spelled out here so that `keelhaul --help` need not import the stack (pydantic, httpx...).
 DEFAULT_DIR = Path(".keelhaul/stack")
-COMPONENTS = ("redis", "auth", "registry", "registry_debug", "nginx", "nginx_status")
+COMPONENTS = (
+    "redis",
+    "auth",
+    "registry",
+    "registry_debug",
+    "nginx",
+    "nginx_status",
+    "node_exporter",
+    "process_exporter",
+    "nginx_exporter",
+    "redis_exporter",
+    "prometheus",
+)
 WORKER_CLASSES = ("gevent", "sync", "gthread")
 
 _dir_option = click.option(
@@ -50,7 +62,8 @@ def _parse_ports(values: tuple[str, ...]) -> dict[str, int] | None:
 
 @click.group()
 def stack() -> None:
-    """The reference stack: nginx, registry, token service and Redis; and its doctor."""
+    """The reference stack: nginx, registry, token service and Redis (and, with
+    --monitoring, Prometheus and exporters); its doctor; its deployment artifacts."""
 
 
 _KNOBS = (
@@ -82,6 +95,12 @@ _KNOBS = (
         default=None,
         help="Serve the entry point over https with a generated CA [default: off].",
     ),
+    click.option(
+        "--monitoring/--no-monitoring",
+        default=None,
+        help="Also run Prometheus (1 s scrapes) and the node, process, nginx and Redis "
+        "exporters [default: off].",
+    ),
 )
 _KNOB_NAMES = (
     "auth_workers",
@@ -92,6 +111,7 @@ _KNOB_NAMES = (
     "proxy_workers",
     "proxy_connections",
     "tls",
+    "monitoring",
 )
 
 
@@ -154,6 +174,7 @@ def _print_summary(state: StackState, target: Stack, elapsed: float) -> None:
         ("token", f"{state.token_url}  (behind the proxy)"),
         ("service", state.service),
         ("redis", state.redis_url or "(none)"),
+        *([("prometheus", state.prometheus)] if state.prometheus else []),
         ("users", f"{', '.join(state.users)} (passwords in {target.layout.state_file}, mode 0600)"),
         ("logs", str(target.layout.logs_dir)),
         ("stop", f"keelhaul stack down --dir {root}"),
@@ -176,14 +197,14 @@ def status(directory: Path, as_json: bool) -> None:
     else:
         verdict = "healthy" if report.healthy else "NOT healthy"
         click.echo(f"stack in {report.state.dir}: {report.state.status}, {verdict}")
-        click.echo(f"  {'COMPONENT':<10} {'PID':>8}  {'ALIVE':<5}  {'HEALTH':<28}  URL")
+        click.echo(f"  {'COMPONENT':<16} {'PID':>8}  {'ALIVE':<5}  {'HEALTH':<28}  URL")
         for c in report.components:
             health = "ok" if c.healthy else "FAIL"
             if c.detail:
                 health = f"{health} ({c.detail})"
             pid = str(c.pid) if c.pid is not None else "-"
             alive = "yes" if c.alive else "no"
-            click.echo(f"  {c.name:<10} {pid:>8}  {alive:<5}  {health:<28}  {c.url}")
+            click.echo(f"  {c.name:<16} {pid:>8}  {alive:<5}  {health:<28}  {c.url}")
     if not report.healthy:
         failing = [c.name for c in report.components if not (c.alive and c.healthy)]
         what = f"failing: {', '.join(failing)}" if failing else report.state.status
@@ -218,7 +239,8 @@ def down(directory: Path) -> None:
 @_dir_option
 @click.argument("component")
 def restart(directory: Path, component: str) -> None:
-    """(Re)start one COMPONENT (redis, auth, registry, nginx) of a running stack.
+    """(Re)start one COMPONENT (redis, auth, registry, nginx; with --monitoring also
+    prometheus and the *_exporter ones) of a running stack.
 
     Same ports, configs, keys and data as before: for bringing back a crashed component.
     """

@@ -18,7 +18,14 @@ import yaml
 
 from keelhaul.stack.plan import REDIS_DB_AUTH, StackPlan
 
-__all__ = ["STACK_ACL", "auth_argv", "auth_yaml", "render_auth_config", "render_htpasswd"]
+__all__ = [
+    "STACK_ACL",
+    "auth_args",
+    "auth_argv",
+    "auth_yaml",
+    "render_auth_config",
+    "render_htpasswd",
+]
 
 STACK_ACL: tuple[dict[str, Any], ...] = (
     {
@@ -99,5 +106,11 @@ def render_htpasswd(hashes: Mapping[str, str]) -> str:
     return "".join(f"{name}:{hashed}\n" for name, hashed in hashes.items())
 
 
+def auth_args(plan: StackPlan) -> list[str]:
+    """``keelhaul``'s arguments: the config on the command line, where the process-exporter
+    group of the token service (and a human with ``ps``) can see it."""
+    return ["auth", "serve", "--config", plan.files.auth_config]
+
+
 def auth_argv(plan: StackPlan, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "keelhaul", "auth", "serve", "--config", plan.files.auth_config]
+    return [python, "-m", "keelhaul", *auth_args(plan)]

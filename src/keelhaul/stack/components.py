@@ -9,17 +9,22 @@ from pathlib import Path
 
 from keelhaul.stack.authconf import auth_argv
 from keelhaul.stack.layout import StackLayout
+from keelhaul.stack.monitoring import EXPORTERS, PROMETHEUS, PROMETHEUS_BINARY, prometheus_args
 from keelhaul.stack.nginx import nginx_argv
 from keelhaul.stack.plan import StackPlan
+from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.registry import registry_argv
+from keelhaul.stack.settings import StackSettings, wanted_components
 
-__all__ = ["PACKAGES", "ComponentSpec", "component_specs", "redis_argv"]
+__all__ = ["PACKAGES", "ComponentSpec", "component_specs", "monitoring_binaries"]
 
 PACKAGES: Mapping[str, str] = {
     "docker-registry": "docker-registry",
     "redis-server": "redis-server",
     "skopeo": "skopeo",
     "nginx": "nginx-light",
+    PROMETHEUS_BINARY[0]: PROMETHEUS_BINARY[1],
+    **{exporter.binary: exporter.package for exporter in EXPORTERS},
 }
 """Binary name -> the Debian package that installs it."""
 
@@ -39,22 +44,6 @@ class ComponentSpec:
     config: Path | None = None
 
 
-def redis_argv(binary: str, plan: StackPlan, directory: str) -> list[str]:
-    """No persistence at all; the LRU limit keeps a long benchmark from eating the host."""
-    return [
-        binary,
-        "--bind", plan.bind("redis").rpartition(":")[0],
-        "--port", str(plan.ports["redis"]),
-        "--protected-mode", "yes",
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--dir", directory,
-        "--maxmemory", "256mb",
-        "--maxmemory-policy", "allkeys-lru",
-    ]  # fmt: skip
-
-
 def component_specs(
     plan: StackPlan,
     layout: StackLayout,
@@ -62,13 +51,16 @@ def component_specs(
     *,
     python: str = sys.executable,
 ) -> list[ComponentSpec]:
-    """Start order: Redis (when enabled) -> token service -> registry -> nginx."""
+    """Start order: Redis (when enabled) -> token service -> registry -> nginx
+    [-> the exporters -> Prometheus, with ``--monitoring``]."""
     specs: list[ComponentSpec] = []
     if plan.settings.redis:
         specs.append(
             ComponentSpec(
                 name="redis",
-                argv=tuple(redis_argv(binaries["redis-server"], plan, str(layout.run_dir))),
+                argv=tuple(
+                    redis_argv(binaries["redis-server"], plan, directory=str(layout.run_dir))
+                ),
                 log=layout.log("redis"),
                 url=plan.url("redis"),
                 # redis-server rewrites its title to "redis-server 127.0.0.1:<port>"
@@ -110,6 +102,48 @@ def component_specs(
             # its workers: "nginx: worker process"; they outlive a killed master for good
             group_match=("nginx: ",),
             config=layout.nginx_config,
+        )
+    )
+    if plan.settings.monitoring:
+        specs += _monitoring_specs(plan, layout, binaries)
+    return specs
+
+
+def monitoring_binaries(settings: StackSettings) -> list[str]:
+    """The Debian binaries ``--monitoring`` runs (looked up in ``PATH``)."""
+    if not settings.monitoring:
+        return []
+    present = wanted_components(settings)
+    return [*(e.binary for e in EXPORTERS if e.component in present), PROMETHEUS_BINARY[0]]
+
+
+def _monitoring_specs(
+    plan: StackPlan, layout: StackLayout, binaries: Mapping[str, str]
+) -> list[ComponentSpec]:
+    specs = []
+    for exporter in EXPORTERS:
+        if exporter.component not in plan.ports:
+            continue
+        binary = binaries[exporter.binary]
+        specs.append(
+            ComponentSpec(
+                name=exporter.component,
+                argv=(binary, *exporter.args(plan)),
+                log=layout.log(exporter.component),
+                url=plan.url(exporter.component),
+                match=(binary, plan.bind(exporter.component)),
+                config=Path(exporter.config(plan)) if exporter.config is not None else None,
+            )
+        )
+    binary = binaries[PROMETHEUS_BINARY[0]]
+    specs.append(
+        ComponentSpec(
+            name=PROMETHEUS,
+            argv=(binary, *prometheus_args(plan)),
+            log=layout.log(PROMETHEUS),
+            url=plan.url(PROMETHEUS),
+            match=(binary, str(layout.prometheus_config)),
+            config=layout.prometheus_config,
         )
     )
     return specs

@@ -14,11 +14,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
 from keelhaul.auth.settings import KeyPair
 from keelhaul.auth.signing import generate_keypair
 from keelhaul.stack.authconf import auth_yaml, render_auth_config, render_htpasswd
 from keelhaul.stack.layout import StackLayout
+from keelhaul.stack.monitoring import (
+    monitoring_yaml,
+    process_exporter_config,
+    process_tier_mapping,
+    prometheus_config,
+)
 from keelhaul.stack.nginx import render_nginx_conf
 from keelhaul.stack.plan import HOST, USERS, StackPlan
 from keelhaul.stack.registry import registry_yaml, render_registry_config
@@ -71,6 +78,19 @@ def nginx_user() -> str | None:
     return "root" if os.geteuid() == 0 else None
 
 
+def write_monitoring_configs(plan: StackPlan, layout: StackLayout) -> None:
+    """Prometheus' scrape config, the process groups and the diagnosis' tier mapping;
+    Prometheus' data is kept."""
+    layout.prometheus_data.mkdir(mode=0o700, exist_ok=True)
+    write_text(layout.prometheus_config, monitoring_yaml(prometheus_config(plan)), mode=0o600)
+    write_text(
+        layout.process_exporter_config,
+        monitoring_yaml(process_exporter_config(plan)),
+        mode=0o600,
+    )
+    write_text(layout.tiers_file, monitoring_yaml(process_tier_mapping(plan)), mode=0o600)
+
+
 def prepare_files(plan: StackPlan, layout: StackLayout) -> Prepared:
     make_dirs(layout)
     key = generate_keypair(layout.keys_dir, algorithm="ES256", name="token", overwrite=True)
@@ -92,4 +112,6 @@ def prepare_files(plan: StackPlan, layout: StackLayout) -> Prepared:
         )
         ca_cert = layout.ca_cert
     write_private(layout.nginx_config, render_nginx_conf(plan, user=nginx_user()))
+    if plan.settings.monitoring:
+        write_monitoring_configs(plan, layout)
     return Prepared(passwords=passwords, key=key, ca_cert=ca_cert)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import ssl
@@ -10,11 +11,20 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from keelhaul.stack.monitoring import EXPORTERS, PROMETHEUS, Exporter, expected_jobs
 from keelhaul.stack.nginx import STATUS_PATH
 from keelhaul.stack.procs import Health
 from keelhaul.stack.state import StackState
 
-__all__ = ["PROBES", "probe_auth", "probe_nginx", "probe_redis", "probe_registry"]
+__all__ = [
+    "PROBES",
+    "probe_auth",
+    "probe_exporter",
+    "probe_nginx",
+    "probe_prometheus",
+    "probe_redis",
+    "probe_registry",
+]
 
 TIMEOUT = 2.0
 _REALM = re.compile(r'realm="([^"]*)"')
@@ -98,6 +108,46 @@ def probe_nginx(entry: str, status_url: str, realm: str, ca_cert: str | None = N
     return Health(True, "ok")
 
 
+def probe_exporter(url: str, healthy_line: str) -> Health:
+    """``/metrics`` answers and shows the line that proves the exporter reads its source."""
+    try:
+        with _client() as client:
+            response = client.get(f"{url}/metrics")
+    except httpx.HTTPError as exc:
+        return Health(False, f"GET /metrics failed: {type(exc).__name__}")
+    if response.status_code != 200:
+        return Health(False, f"GET /metrics: HTTP {response.status_code}")
+    lines = response.text.splitlines()
+    if not any(line.startswith(healthy_line) for line in lines):
+        return Health(False, f"/metrics has no {healthy_line!r}")
+    return Health(True, "ok")
+
+
+def probe_prometheus(url: str, jobs: list[str]) -> Health:
+    """Ready, and every job's target scraped successfully (``up``) at least once."""
+    try:
+        with _client() as client:
+            ready = client.get(f"{url}/-/ready")
+            targets = client.get(f"{url}/api/v1/targets", params={"state": "active"})
+    except httpx.HTTPError as exc:
+        return Health(False, f"Prometheus unreachable: {type(exc).__name__}")
+    if ready.status_code != 200:
+        return Health(False, f"GET /-/ready: HTTP {ready.status_code}")
+    try:
+        active = targets.json()["data"]["activeTargets"]
+        health = {str(t["labels"]["job"]): str(t["health"]) for t in active}
+    except (ValueError, KeyError, TypeError):
+        return Health(False, f"GET /api/v1/targets: HTTP {targets.status_code}, unexpected body")
+    down = [f"{job} {health.get(job, 'missing')}" for job in jobs if health.get(job) != "up"]
+    if down:
+        return Health(False, f"targets not up: {', '.join(down)}")
+    return Health(True, f"{len(jobs)} targets up")
+
+
+def _probe_exporter(exporter: Exporter, state: StackState) -> Health:
+    return probe_exporter(state.urls[exporter.component], exporter.healthy_line)
+
+
 def _probe_nginx(state: StackState) -> Health:
     urls = state.urls
     realm = state.realm or f"{urls['nginx']}/token"
@@ -109,5 +159,7 @@ PROBES: Mapping[str, Callable[[StackState], Health]] = {
     "auth": lambda state: probe_auth(state.urls["auth"]),
     "registry": lambda state: probe_registry(state.urls["registry"], state.urls["registry_debug"]),
     "nginx": _probe_nginx,
+    **{exporter.component: functools.partial(_probe_exporter, exporter) for exporter in EXPORTERS},
+    PROMETHEUS: lambda state: probe_prometheus(state.urls[PROMETHEUS], expected_jobs(state.ports)),
 }
 """Component name -> probe over the stack as recorded in ``stack.json``."""

@@ -5,7 +5,9 @@
     DIR/
       stack.json          state: URLs, users and passwords, pids (mode 0600)
       .lock               held while `up`/`down` run
-      config/             registry.yml, auth.yml, nginx.conf, htpasswd (0600)
+      config/             registry.yml, auth.yml, nginx.conf, htpasswd (0600);
+                          with --monitoring: prometheus.yml, process-exporter.yml,
+                          tiers.yaml (the diagnosis' --tiers mapping for this stack)
       keys/               token signing key + certificate, bundle.pem for the registry;
                           with --tls: ca.crt (give it to clients), ca.key, proxy.crt/.key
       data/               registry storage (kept by `down` and by restarts)
@@ -13,6 +15,7 @@
                           access.log (nginx, JSON lines)
       nginx/              nginx's prefix: its temp directories (client_body, proxy, ...)
       run/                nginx.pid; auth-metrics/: PROMETHEUS_MULTIPROC_DIR (emptied at start)
+      prometheus/         with --monitoring: Prometheus' TSDB (a day's retention)
 """
 
 from __future__ import annotations
@@ -85,6 +88,22 @@ class StackLayout:
     @property
     def nginx_config(self) -> Path:
         return self.config_dir / "nginx.conf"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.config_dir / "prometheus.yml"
+
+    @property
+    def process_exporter_config(self) -> Path:
+        return self.config_dir / "process-exporter.yml"
+
+    @property
+    def tiers_file(self) -> Path:
+        return self.config_dir / "tiers.yaml"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.root / "prometheus"
 
     @property
     def htpasswd(self) -> Path:

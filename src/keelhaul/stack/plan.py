@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keelhaul.stack.layout import StackLayout
-from keelhaul.stack.settings import COMPONENTS, StackSettings
+from keelhaul.stack.settings import StackSettings, wanted_components
 from keelhaul.stack.storage import StorageSettings
 
 __all__ = [
@@ -79,6 +79,9 @@ class Files:
     """A path, or ``stderr``."""
     tls_cert: str
     tls_key: str
+    prometheus_config: str
+    prometheus_data: str
+    process_exporter_config: str
 
     @classmethod
     def local(cls, layout: StackLayout) -> Files:
@@ -99,6 +102,9 @@ class Files:
             error_log=str(layout.log("nginx")),
             tls_cert=str(layout.tls_cert),
             tls_key=str(layout.tls_key),
+            prometheus_config=str(layout.prometheus_config),
+            prometheus_data=str(layout.prometheus_data),
+            process_exporter_config=str(layout.process_exporter_config),
         )
 
 
@@ -118,6 +124,9 @@ CONTAINER_FILES = Files(
     error_log="stderr",
     tls_cert="/etc/keelhaul/tls/tls.crt",
     tls_key="/etc/keelhaul/tls/tls.key",
+    prometheus_config="/etc/prometheus/prometheus.yml",
+    prometheus_data="/prometheus",
+    process_exporter_config="/etc/process-exporter/config.yml",
 )
 """The same files inside the containers of ``compose.yaml`` and the Kubernetes manifests
 (``deploy/auth.Dockerfile`` sets ``KEELHAUL_AUTH_CONFIG`` to ``auth_config``)."""
@@ -129,6 +138,11 @@ CONTAINER_PORTS: Mapping[str, int] = {
     "registry_debug": 5001,
     "nginx": 8080,  # unprivileged: nginx runs as non-root in its container
     "nginx_status": 8081,
+    "node_exporter": 9100,
+    "process_exporter": 9256,
+    "nginx_exporter": 9113,
+    "redis_exporter": 9121,
+    "prometheus": 9090,
 }
 TLS_ENTRY_PORT = 8443
 
@@ -139,13 +153,18 @@ SERVICE_NAMES: Mapping[str, str] = {
     "registry_debug": "registry",
     "nginx": "nginx",
     "nginx_status": HOST,
+    "node_exporter": "node-exporter",
+    "process_exporter": "process-exporter",
+    "nginx_exporter": "nginx",  # compose: in nginx's network namespace (stub_status on lo)
+    "redis_exporter": "redis-exporter",
+    "prometheus": "prometheus",
 }
 """Component -> the host name its peers use in compose and Kubernetes (Service names)."""
 
 
 def choose_ports(settings: StackSettings, pick: Callable[[], int]) -> dict[str, int]:
     """Forced ports from the settings, the rest from ``pick`` (never two equal ones)."""
-    wanted = [c for c in COMPONENTS if settings.redis or c != "redis"]
+    wanted = wanted_components(settings)
     ports: dict[str, int] = {c: p for c, p in settings.ports.items() if c in wanted}
     taken = set(ports.values())
     for component in wanted:
@@ -195,7 +214,8 @@ class StackPlan:
         storage: StorageSettings | None = None,
         cpus: int | None = None,
     ) -> StackPlan:
-        ports = {c: p for c, p in CONTAINER_PORTS.items() if settings.redis or c != "redis"}
+        wanted = wanted_components(settings)
+        ports = {c: p for c, p in CONTAINER_PORTS.items() if c in wanted}
         if settings.tls:
             ports["nginx"] = TLS_ENTRY_PORT
         return cls(
@@ -253,6 +273,11 @@ class StackPlan:
     def token_url(self) -> str:
         """The token service itself, behind the proxy (benchmarks measure it directly)."""
         return f"{self.url('auth')}/token"
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """With ``--monitoring``: the stack's own Prometheus."""
+        return self.url("prometheus") if "prometheus" in self.ports else None
 
     def redis_url(self, db: int = REDIS_DB_REGISTRY) -> str | None:
         return f"{self.url('redis')}/{db}" if self.settings.redis else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -20,20 +20,42 @@ from keelhaul.auth.settings import WorkerClass
 from keelhaul.errors import ConfigError
 from keelhaul.settings_base import FrozenModel, env_overrides, validation_problems
 
-__all__ = ["COMPONENTS", "ComponentName", "StackSettings", "load_stack_settings"]
+__all__ = [
+    "COMPONENTS",
+    "MONITORING_COMPONENTS",
+    "ComponentName",
+    "StackSettings",
+    "load_stack_settings",
+    "wanted_components",
+]
 
-ComponentName = Literal["redis", "auth", "registry", "registry_debug", "nginx", "nginx_status"]
-"""Names of the ports a stack listens on: ``registry_debug`` is the registry's debug server,
-``nginx`` the entry point every client uses, ``nginx_status`` its loopback-only status page."""
-
-COMPONENTS: tuple[str, ...] = (
+ComponentName = Literal[
     "redis",
     "auth",
     "registry",
     "registry_debug",
     "nginx",
     "nginx_status",
+    "node_exporter",
+    "process_exporter",
+    "nginx_exporter",
+    "redis_exporter",
+    "prometheus",
+]
+"""Names of the ports a stack listens on: ``registry_debug`` is the registry's debug server,
+``nginx`` the entry point every client uses, ``nginx_status`` its loopback-only status page;
+the last five only with ``--monitoring``."""
+
+MONITORING_COMPONENTS: tuple[str, ...] = (
+    "node_exporter",
+    "process_exporter",
+    "nginx_exporter",
+    "redis_exporter",
+    "prometheus",
 )
+"""Started after the tiers they watch, Prometheus last (it checks that every target is up)."""
+
+COMPONENTS: tuple[str, ...] = get_args(ComponentName)
 """Keep in step with ``keelhaul.cli.stack_cmd.COMPONENTS``."""
 
 DEFAULT_PROXY_CONNECTIONS = 4096
@@ -61,6 +83,9 @@ class StackSettings(FrozenModel):
         description="nginx worker_connections (each proxied request holds two)",
     )
     tls: bool = Field(default=False, description="serve the entry point over https (own CA)")
+    monitoring: bool = Field(
+        default=False, description="also run Prometheus and its exporters (1 s scrapes)"
+    )
     ports: dict[ComponentName, int] = Field(
         default_factory=dict, description="force a port per component; default: free ports"
     )
@@ -83,6 +108,15 @@ class StackSettings(FrozenModel):
     def recorded(self) -> dict[str, Any]:
         """The knobs as written to ``stack.json``."""
         return self.model_dump(mode="json")
+
+
+def wanted_components(settings: StackSettings) -> tuple[str, ...]:
+    """The port names this stack has: no Redis (nor its exporter) without Redis, no
+    monitoring without ``--monitoring``."""
+    skipped = set() if settings.monitoring else set(MONITORING_COMPONENTS)
+    if not settings.redis:
+        skipped |= {"redis", "redis_exporter"}
+    return tuple(c for c in COMPONENTS if c not in skipped)
 
 
 def load_stack_settings(

@@ -26,7 +26,12 @@ from pydantic import SecretStr
 from keelhaul.errors import ComponentError, MissingBinaryError, StackError
 from keelhaul.netutil import free_port
 from keelhaul.stack import procs
-from keelhaul.stack.components import PACKAGES, ComponentSpec, component_specs
+from keelhaul.stack.components import (
+    PACKAGES,
+    ComponentSpec,
+    component_specs,
+    monitoring_binaries,
+)
 from keelhaul.stack.files import Prepared, prepare_files, rotate_log
 from keelhaul.stack.health import PROBES
 from keelhaul.stack.layout import StackLayout
@@ -235,7 +240,9 @@ class Stack:
             plan = StackPlan.local(self.layout, settings, state.ports)
             specs = {
                 s.name: s
-                for s in component_specs(plan, self.layout, self._binaries(), python=self._python)
+                for s in component_specs(
+                    plan, self.layout, self._binaries(settings), python=self._python
+                )
             }
             if name not in specs:
                 raise StackError(f"unknown component {name!r}; this stack has {', '.join(specs)}")
@@ -284,15 +291,18 @@ class Stack:
 
     # ------------------------------------------------------------------ internals
 
-    def _binaries(self) -> dict[str, str]:
+    def _binaries(self, settings: StackSettings | None = None) -> dict[str, str]:
+        """Absolute paths of the binaries ``settings`` (default: this object's) need."""
+        settings = settings or self.settings
         search_path = self._environ.get("PATH", os.defpath)
         found: dict[str, str] = {}
         wanted = [
-            ("docker-registry", self.settings.registry_binary),
-            ("nginx", self.settings.nginx_binary),
+            ("docker-registry", settings.registry_binary),
+            ("nginx", settings.nginx_binary),
         ]
-        if self.settings.redis:
-            wanted.insert(0, ("redis-server", self.settings.redis_binary))
+        if settings.redis:
+            wanted.insert(0, ("redis-server", settings.redis_binary))
+        wanted += [(name, name) for name in monitoring_binaries(settings)]
         for role, binary in wanted:
             found[role] = resolve_binary(binary, PACKAGES[role], search_path)
         return found
@@ -382,6 +392,7 @@ class Stack:
             realm=plan.realm,
             ca_cert=str(prepared.ca_cert) if prepared.ca_cert is not None else None,
             access_log=plan.files.access_log,
+            prometheus=plan.prometheus_url,
             users={name: SecretStr(pw) for name, pw in prepared.passwords.items()},
             logs={spec.name: str(spec.log) for spec in specs},
             ports=dict(plan.ports),

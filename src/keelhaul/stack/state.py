@@ -67,6 +67,9 @@ class StackState(BaseModel):
     """With ``--tls``: the CA clients must trust (``skopeo --cert-dir``)."""
     access_log: str | None = None
     """nginx's JSON access log (one line per request, upstream timings): for the diagnosis."""
+    prometheus: str | None = None
+    """With ``--monitoring``: the stack's Prometheus (``http://127.0.0.1:<port>``), which
+    scrapes every tier each second (jobs nginx, auth, registry, redis, node, process)."""
     users: dict[str, SecretStr] = Field(default_factory=dict)
     pids: dict[str, int] = Field(default_factory=dict)
     identities: dict[str, ComponentIdentity] = Field(default_factory=dict)

@@ -7,6 +7,8 @@
     compose.py    pure: compose.yaml
     kube.py       pure: Kubernetes object builders (metadata, probes, volumes, policies)
     k8s.py        pure: the stack's Deployments, Services, HPA, PVC, Secrets, ConfigMaps
+    monitoring.py pure: --monitoring: compose services, sidecars, annotations, scrape
+                  configs, the diagnosis' tier mapping
     write.py      I/O: secret material (kept across renders), the files in OUT
 """
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from keelhaul.stack.authconf import auth_args
 from keelhaul.stack.plan import StackPlan
+from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.render.material import (
     AUTH_CONFIG_ENV,
     METRICS_DIR,
@@ -23,9 +25,10 @@ from keelhaul.stack.render.material import (
     REDIS_UID,
     REGISTRY_UID,
 )
+from keelhaul.stack.render.monitoring import compose_services
 from keelhaul.stack.render.settings import DeploySettings
 
-__all__ = ["COMPOSE_FILES", "compose_yaml", "redis_command", "render_compose"]
+__all__ = ["COMPOSE_FILES", "compose_yaml", "render_compose"]
 
 COMPOSE_FILES = {
     "registry.yml": "config/registry.yml",
@@ -41,22 +44,6 @@ COMPOSE_FILES = {
     "tls.key": "secrets/tls.key",
 }
 """Artifact -> its path relative to ``compose.yaml``."""
-
-
-def redis_command(plan: StackPlan) -> list[str]:
-    """Like the local stack's Redis, but reached over the container network: protected
-    mode is off (it refuses non-loopback clients without a password) and the network is
-    internal to the stack."""
-    return [
-        "redis-server",
-        "--bind", plan.bind("redis").rpartition(":")[0],
-        "--port", str(plan.ports["redis"]),
-        "--protected-mode", "no",
-        "--save", "",
-        "--appendonly", "no",
-        "--maxmemory", "256mb",
-        "--maxmemory-policy", "allkeys-lru",
-    ]  # fmt: skip
 
 
 def _mount(artifact: str, target: str) -> str:
@@ -89,7 +76,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     if plan.settings.redis:
         services["redis"] = {
             "image": images.redis,
-            "command": redis_command(plan),
+            "command": redis_argv("redis-server", plan),
             "user": f"{REDIS_UID}:{REDIS_UID}",
             "read_only": True,
             "networks": ["backend"],
@@ -166,12 +153,21 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "mem_limit": "256m",
         "restart": "unless-stopped",
     }
+    if plan.settings.monitoring:
+        # the process-exporter's auth group knows the token service by this command line
+        services["auth"]["command"] = ["keelhaul", *auth_args(plan)]
+        services.update(compose_services(plan, deploy))
     for service in services.values():
         if not service.get("depends_on", True):
             del service["depends_on"]
     document: dict[str, Any] = {"name": "keelhaul", "services": services}
+    volumes: dict[str, Any] = {}
     if plan.storage.driver == "filesystem":
-        document["volumes"] = {"registry-data": {}}
+        volumes["registry-data"] = {}
+    if plan.settings.monitoring:
+        volumes["prometheus-data"] = {}
+    if volumes:
+        document["volumes"] = volumes
     document["networks"] = {"backend": {"internal": True}, "edge": {}}
     return document
 

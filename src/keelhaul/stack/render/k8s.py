@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from keelhaul.stack.plan import StackPlan
-from keelhaul.stack.render.compose import redis_command
+from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.render.kube import (
     base,
     config_volume,
@@ -47,6 +47,7 @@ from keelhaul.stack.render.material import (
     REGISTRY_UID,
     Material,
 )
+from keelhaul.stack.render.monitoring import prometheus_peer, scrape_annotations, sidecar
 from keelhaul.stack.render.settings import DeploySettings
 
 __all__ = ["MANIFEST_FILES", "kustomization", "manifests_yaml", "render_manifests"]
@@ -120,7 +121,7 @@ def _redis(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
     container = {
         "name": "redis",
         "image": deploy.images.redis,
-        "command": redis_command(plan),
+        "command": redis_argv("redis-server", plan),
         "ports": [{"name": "redis", "containerPort": port}],
         "readinessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 5},
         "livenessProbe": tcp_probe(port),
@@ -128,18 +129,18 @@ def _redis(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
         "securityContext": security(REDIS_UID),
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
-    return [
-        deployment(
-            "redis",
-            deploy,
-            container,
-            replicas=1,
-            fs_group=REDIS_UID,
-            recreate=True,
-            volumes=[{"name": "data", "emptyDir": {}}],
-        ),
-        service("redis", deploy, {"redis": port}),
-    ]
+    redis = deployment(
+        "redis",
+        deploy,
+        container,
+        replicas=1,
+        fs_group=REDIS_UID,
+        recreate=True,
+        volumes=[{"name": "data", "emptyDir": {}}],
+    )
+    if plan.settings.monitoring:
+        _monitored(redis, plan.ports["redis_exporter"], sidecar(plan, deploy, "redis_exporter"))
+    return [redis, service("redis", deploy, {"redis": port})]
 
 
 def _registry(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
@@ -191,18 +192,18 @@ def _registry(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
         "securityContext": security(REGISTRY_UID),
     }
     # one writer per ReadWriteOnce volume; object stores take any number of replicas
-    docs.insert(
-        0,
-        deployment(
-            "registry",
-            deploy,
-            container,
-            replicas=1 if filesystem else 2,
-            volumes=volumes,
-            fs_group=REGISTRY_UID,
-            recreate=filesystem,
-        ),
+    registry = deployment(
+        "registry",
+        deploy,
+        container,
+        replicas=1 if filesystem else 2,
+        volumes=volumes,
+        fs_group=REGISTRY_UID,
+        recreate=filesystem,
     )
+    if plan.settings.monitoring:
+        _monitored(registry, debug)
+    docs.insert(0, registry)
     svc = service("registry", deploy, {"http": port, "debug": debug})
     svc["metadata"]["annotations"] = {
         "prometheus.io/scrape": "true",
@@ -268,11 +269,10 @@ def _auth(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
             ],
         },
     }
-    return [
-        deployment("auth", deploy, container, replicas=None, volumes=volumes, fs_group=AUTH_UID),
-        service("auth", deploy, {"http": port}),
-        hpa,
-    ]
+    auth = deployment("auth", deploy, container, replicas=None, volumes=volumes, fs_group=AUTH_UID)
+    if plan.settings.monitoring:
+        _monitored(auth, port)
+    return [auth, service("auth", deploy, {"http": port}), hpa]
 
 
 def _nginx(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
@@ -314,17 +314,17 @@ def _nginx(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
         kind="LoadBalancer",
         target={"entry": port},
     )
-    return [
-        deployment(
-            "nginx",
-            deploy,
-            container,
-            replicas=deploy.nginx_replicas,
-            volumes=volumes,
-            fs_group=NGINX_UID,
-        ),
-        svc,
-    ]
+    nginx = deployment(
+        "nginx",
+        deploy,
+        container,
+        replicas=deploy.nginx_replicas,
+        volumes=volumes,
+        fs_group=NGINX_UID,
+    )
+    if plan.settings.monitoring:
+        _monitored(nginx, plan.ports["nginx_exporter"], sidecar(plan, deploy, "nginx_exporter"))
+    return [nginx, svc]
 
 
 def _network_policies(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
@@ -346,7 +346,26 @@ def _network_policies(plan: StackPlan, deploy: DeploySettings) -> list[dict[str,
         docs.append(
             policy("redis-clients", deploy, "redis", [(["registry", "auth"], [ports["redis"]])])
         )
+    if plan.settings.monitoring:
+        # Prometheus scrapes the token service's /metrics and the Redis exporter
+        scraped = {"auth-from-nginx": ports["auth"], "redis-clients": ports.get("redis_exporter")}
+        for doc in docs:
+            port = scraped.get(doc["metadata"]["name"])
+            if port is not None:
+                doc["spec"]["ingress"].append(
+                    {"from": [prometheus_peer()], "ports": [{"protocol": "TCP", "port": port}]}
+                )
     return docs
+
+
+def _monitored(
+    deployment: dict[str, Any], port: int, exporter: dict[str, Any] | None = None
+) -> None:
+    """Scrape annotations on the pods (and the exporter beside the tier, if it needs one)."""
+    template = deployment["spec"]["template"]
+    template["metadata"]["annotations"] = scrape_annotations(port)
+    if exporter is not None:
+        template["spec"]["containers"].append(exporter)
 
 
 def render_manifests(

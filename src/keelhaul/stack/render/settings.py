@@ -15,7 +15,7 @@ from keelhaul import __version__
 from keelhaul.settings_base import FrozenModel
 from keelhaul.stack.storage import StorageSettings
 
-__all__ = ["DeploySettings", "Images", "RenderTarget"]
+__all__ = ["DeploySettings", "Images", "MonitoringImages", "RenderTarget"]
 
 RenderTarget = Literal["compose", "k8s"]
 
@@ -31,6 +31,17 @@ class Images(FrozenModel):
         description="non-root nginx (uid 101); it has stub_status and busybox wget",
     )
     redis: str = "redis:7.2-alpine"
+
+
+class MonitoringImages(FrozenModel):
+    """With ``--monitoring``: the upstream images of the versions Debian ships (the ones
+    ``stack up --monitoring`` runs), so the flags rendered are the flags tested."""
+
+    prometheus: str = "prom/prometheus:v2.42.0"
+    node_exporter: str = "prom/node-exporter:v1.5.0"
+    process_exporter: str = "ncabatoff/process-exporter:0.7.10"
+    nginx_exporter: str = "nginx/nginx-prometheus-exporter:0.11.0"
+    redis_exporter: str = "oliver006/redis_exporter:v1.45.0"
 
 
 class DeploySettings(FrozenModel):
@@ -55,6 +66,7 @@ class DeploySettings(FrozenModel):
     )
     nginx_replicas: int = Field(default=2, ge=1, le=100)
     images: Images = Field(default_factory=Images)
+    monitoring_images: MonitoringImages = Field(default_factory=MonitoringImages)
 
     @field_validator("public_url")
     @classmethod

@@ -7,6 +7,8 @@
       config/        registry.yml auth.yml nginx.conf bundle.pem   (no secret in any)
       secrets/ 0700  token.key token.crt htpasswd auth.env registry.env passwords.txt
                      [tls.crt tls.key ca.crt ca.key]
+      [--monitoring: config/prometheus.yml, config/process-exporter.yml (compose),
+                     tiers.yaml (the diagnosis' --tiers mapping)]
 
 Secret material is made once and reused by every later render into the same OUT, so
 changing a knob never rotates the signing key or the passwords; ``--keys DIR`` brings an
@@ -21,6 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
 from keelhaul.auth.signing import generate_keypair
 from keelhaul.errors import ConfigError
@@ -37,6 +40,7 @@ from keelhaul.stack.render.material import (
     Material,
     config_files,
 )
+from keelhaul.stack.render.monitoring import monitoring_files
 from keelhaul.stack.render.settings import DeploySettings
 from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.tls import issue_server_cert
@@ -137,6 +141,26 @@ def _give(path: Path, uid: int, notes: list[str]) -> None:
         notes.append(f"chown {uid} {path} (the container's user must read it; needs root)")
 
 
+def _write_monitoring(
+    plan: StackPlan, deploy: DeploySettings, out: Path, notes: list[str]
+) -> list[Path]:
+    written = []
+    for name, text in monitoring_files(plan, deploy).items():
+        path = out / name
+        write_text(path, text, mode=0o644)
+        written.append(path)
+    if deploy.target == "compose":
+        notes.append(f"Prometheus: http://127.0.0.1:{plan.ports['prometheus']} (scrapes every 1 s)")
+    else:
+        notes.append(
+            f"{out / 'config/prometheus.yml'}: scrape config for the cluster's Prometheus "
+            "(annotated pods, job = tier; cAdvisor); its pods need the label "
+            "app.kubernetes.io/name=prometheus to pass the NetworkPolicies"
+        )
+    notes.append(f"keelhaul diagnose --prometheus URL --tiers {out / 'tiers.yaml'}")
+    return written
+
+
 def render_deployment(
     settings: StackSettings, deploy: DeploySettings, out: Path, *, keys: Path | None = None
 ) -> Rendered:
@@ -171,6 +195,8 @@ def render_deployment(
         path = out / "kustomization.yaml"
         write_private(path, manifests_yaml([kustomization(list(manifests), deploy)]), 0o644)
         written.append(path)
+    if settings.monitoring:
+        written += _write_monitoring(plan, deploy, out, notes)
     if settings.tls and (sec / "ca.crt").is_file():
         notes.append(f"clients trust {sec / 'ca.crt'} (docker: /etc/docker/certs.d/HOST/ca.crt)")
     return Rendered(out=out, files=written, passwords_file=sec / "passwords.txt", notes=notes)
