@@ -1,30 +1,25 @@
-"""Test support: a real Prometheus and the standard exporters around a running local stack.
+"""Test support: a real Prometheus (Debian's) that a test starts itself, and a wait for
+the targets of any Prometheus (``keelhaul stack up --monitoring``'s too).
 
-The tests of the Prometheus source need a Prometheus that scrapes a real stack the way a
-monitored deployment is scraped: Debian's ``prometheus`` with the node, process, nginx and
-Redis exporters, the registry's debug ``/metrics`` and the token service's ``/metrics``,
-with the jobs and process groups of the default tier mapping
-(:data:`keelhaul.diagnose.tiermap.LOCAL`). Everything listens on free loopback ports,
-lives in a directory of the test's, and is stopped by pid.
+The stack's own monitoring is what the acceptance tests diagnose through; this one serves
+the tests that need a Prometheus without a stack (bad input, Redis alone). It listens on a
+free loopback port, keeps its data in the test's directory, and is stopped by pid.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 
-from keelhaul.netutil import free_port, wait_for_port
+from keelhaul.netutil import wait_for_port
 
-__all__ = ["Monitoring", "spawn", "start_monitoring", "start_prometheus"]
+__all__ = ["Monitoring", "spawn", "start_prometheus", "wait_for_targets"]
 
 
 @dataclass
@@ -45,38 +40,27 @@ class Monitoring:
                 proc.wait(timeout=5)
 
     def wait_for_targets(self, jobs: set[str], timeout: float = 30.0) -> None:
-        """Until every job has a healthy target and at least two scrapes are stored."""
-        deadline = time.monotonic() + timeout
-        healthy: set[str] = set()
-        while time.monotonic() < deadline:
-            try:
-                doc = httpx.get(f"{self.url}/api/v1/targets", timeout=2, trust_env=False).json()
-            except (httpx.HTTPError, ValueError):
-                time.sleep(0.3)
-                continue
-            healthy = {
-                t["labels"]["job"] for t in doc["data"]["activeTargets"] if t.get("health") == "up"
-            }
-            if jobs <= healthy:
-                time.sleep(2.5)  # a few scrapes of each
-                return
+        wait_for_targets(self.url, jobs, timeout)
+
+
+def wait_for_targets(url: str, jobs: set[str], timeout: float = 30.0) -> None:
+    """Until every job has a healthy target and a few scrapes are stored."""
+    deadline = time.monotonic() + timeout
+    healthy: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            doc = httpx.get(f"{url}/api/v1/targets", timeout=2, trust_env=False).json()
+        except (httpx.HTTPError, ValueError):
             time.sleep(0.3)
-        raise AssertionError(f"targets not up in {timeout} s: {sorted(jobs - healthy)}")
-
-
-def _process_groups(stack: dict[str, Any]) -> dict[str, Any]:
-    """One process-exporter group per tier, matched on this stack's own command lines
-    (other stacks may run on the same machine); workers follow their master (children)."""
-    d = re.escape(str(stack["dir"]))
-    redis_port = stack["ports"]["redis"]
-    return {
-        "process_names": [
-            {"name": "nginx", "cmdline": [rf"nginx: master process .*-p {d}/nginx/"]},
-            {"name": "auth", "cmdline": [rf"keelhaul auth serve --config {d}/config/auth\.yml"]},
-            {"name": "registry", "cmdline": [rf"docker-registry serve {d}/config/registry\.yml"]},
-            {"name": "redis", "cmdline": [rf"redis-server 127\.0\.0\.1:{redis_port}\b"]},
-        ]
-    }
+            continue
+        healthy = {
+            t["labels"]["job"] for t in doc["data"]["activeTargets"] if t.get("health") == "up"
+        }
+        if jobs <= healthy:
+            time.sleep(2.5)  # a few scrapes of each
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"targets not up in {timeout} s: {sorted(jobs - healthy)}")
 
 
 def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -108,47 +92,3 @@ def start_prometheus(mon: Monitoring, jobs: dict[str, str], interval: str, port:
         )
     )
     wait_for_port("127.0.0.1", port, timeout=30)
-
-
-def start_monitoring(stack_dir: Path, workdir: Path, *, interval: str = "1s") -> Monitoring:
-    """Exporters and a Prometheus (scrape ``interval``) for the stack in ``stack_dir``."""
-    stack = json.loads((stack_dir / "stack.json").read_text())
-    workdir.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in ("prometheus", "node", "process", "nginx", "redis")}
-    mon = Monitoring(f"http://127.0.0.1:{ports['prometheus']}", workdir)
-    (workdir / "process.yml").write_text(yaml.safe_dump(_process_groups(stack)))
-    status = stack["urls"]["nginx_status"].rstrip("/") + "/nginx_status"
-    exporters = {
-        "node": ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ports['node']}",
-                 "--collector.disable-defaults", "--collector.cpu"],
-        "process": ["prometheus-process-exporter", "-config.path", str(workdir / "process.yml"),
-                    "-web.listen-address", f"127.0.0.1:{ports['process']}", "-threads=false",
-                    "-gather-smaps=false"],
-        "nginx": ["prometheus-nginx-exporter", "-nginx.scrape-uri", status,
-                  "-web.listen-address", f"127.0.0.1:{ports['nginx']}"],
-        "redis": ["prometheus-redis-exporter", "-redis.addr", stack["redis_url"],
-                  "-web.listen-address", f"127.0.0.1:{ports['redis']}"],
-    }  # fmt: skip
-
-    def target(url: str) -> str:
-        return url.split("://", 1)[-1].rstrip("/")
-
-    jobs = {
-        "node": f"127.0.0.1:{ports['node']}",
-        "process": f"127.0.0.1:{ports['process']}",
-        "nginx": f"127.0.0.1:{ports['nginx']}",
-        "redis": f"127.0.0.1:{ports['redis']}",
-        "registry": target(stack["urls"]["registry_debug"]),
-        "auth": target(stack["urls"]["auth"]),
-        "prometheus": f"127.0.0.1:{ports['prometheus']}",
-    }
-    try:
-        for argv in exporters.values():
-            mon.procs.append(spawn(argv, workdir / "monitoring.log"))
-        start_prometheus(mon, jobs, interval, ports["prometheus"])
-        for port in ports.values():
-            wait_for_port("127.0.0.1", port, timeout=30)
-    except BaseException:
-        mon.stop()
-        raise
-    return mon

@@ -7,10 +7,11 @@ at it with ``hey`` (Debian's, bounded by ``-z``) or ``keelhaul load``, and runs
 tells it where things are, the verdict comes from what it measures. Every process a test
 starts is stopped by pid; load stays on loopback and within ~15 s per scenario.
 
-Issue #11: every scenario is diagnosed twice over the same seconds, by the local source and
-through Prometheus (Debian's, scraping the stack and the standard exporters each second,
-started by :mod:`promkit`), and both must name the same tier. The Prometheus run treats
-the stack as remote: it is given only the Prometheus URL and the load generator's pid.
+Issue #11: every stack runs with ``--monitoring`` (Debian's Prometheus scraping every tier
+and the node, process, nginx and Redis exporters each second), and every scenario is
+diagnosed twice over the same seconds, by the local source and through that Prometheus;
+both must name the same tier. The Prometheus run treats the stack as remote: it is given
+only the Prometheus URL and the load generator's pid.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pytest
 import redis
 
 from conftest import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
-from promkit import start_monitoring
+from promkit import wait_for_targets
 
 pytestmark = pytest.mark.e2e
 
@@ -91,14 +92,11 @@ JOBS = {"nginx", "auth", "registry", "redis", "node", "process", "prometheus"}
 
 @contextlib.contextmanager
 def monitored(info: StackInfo) -> Iterator[str]:
-    """A Prometheus scraping the stack every second (the default tier mapping's jobs and
-    process groups); its URL. Stopped by pid."""
-    mon = start_monitoring(info.dir, info.dir.parent / f"monitoring-{uuid.uuid4().hex[:6]}")
-    try:
-        mon.wait_for_targets(JOBS)
-        yield mon.url
-    finally:
-        mon.stop()
+    """The Prometheus of a stack started with ``--monitoring`` (its URL, from stack.json),
+    once every job has been scraped a few times."""
+    url = info.raw["prometheus"]
+    wait_for_targets(url, JOBS)
+    yield url
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
@@ -168,7 +166,7 @@ def test_one_sync_worker_saturates_the_token_service_workers(
 ) -> None:
     knobs = ("--auth-workers", "1", "--auth-worker-class", "sync")
     with (
-        running_stack(tmp_path / "s", *knobs) as info,
+        running_stack(tmp_path / "s", *knobs, "--monitoring") as info,
         monitored(info) as prometheus,
         hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=16) as load,
     ):
@@ -184,7 +182,7 @@ def test_bcrypt_cost_12_without_cache_is_token_service_cpu_in_password_hashing(
 ) -> None:
     knobs = ("--no-credential-cache", "--bcrypt-cost", "12")
     with (
-        running_stack(tmp_path / "s", *knobs) as info,
+        running_stack(tmp_path / "s", *knobs, "--monitoring") as info,
         monitored(info) as prometheus,
         hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=8) as load,
     ):
@@ -205,7 +203,7 @@ def test_one_nginx_worker_with_few_connections_is_the_proxy(
 ) -> None:
     knobs = ("--proxy-workers", "1", "--proxy-connections", "16")
     with (
-        running_stack(tmp_path / "s", *knobs) as info,
+        running_stack(tmp_path / "s", *knobs, "--monitoring") as info,
         monitored(info) as prometheus,
         hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=64) as load,
     ):
@@ -221,7 +219,7 @@ def test_one_nginx_worker_with_few_connections_is_the_proxy(
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     directory = tmp_path_factory.mktemp("healthy")
-    with running_stack(directory / "s") as info:
+    with running_stack(directory / "s", "--monitoring") as info:
         work = directory / "image"
         built = keelhaul("image", "build", str(work), "--layers", "2", "--layer-size", "64KiB")
         assert built.returncode == 0, built.stderr
