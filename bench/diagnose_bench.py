@@ -13,6 +13,12 @@ during which ``keelhaul diagnose`` (the same collectors, in-process) runs in eve
 10-second window (off, on, on, off, ...); the load kit's per-second throughput in the
 "on" windows over the "off" ones.
 
+Through Prometheus (issue #11, :func:`to_verdict_through_prometheus`): on a stack started
+with ``--monitoring``, the seconds from the end of a ``keelhaul load --target <entry>
+--diagnose --prometheus <url>`` run to its verdict (the run's last scrape must be stored
+first: 1.5 scrape intervals), and the seconds ``keelhaul diagnose --prometheus --window``
+takes over that same past window (queries and analysis only).
+
 A third figure prices ``stack up --monitoring`` (Prometheus scraping every tier each
 second, and the node, process, nginx and Redis exporters): ONE long ``keelhaul load`` run
 against a monitored stack whose monitoring processes are frozen (SIGSTOP, by pid) in every
@@ -374,6 +380,77 @@ def show(result: dict[str, Any], variants: list[str]) -> None:
     print(f"the diagnosis' own CPU: {100 * result['diagnosis_cpu_share']:.1f}% of the host's CPUs")
 
 
+def _load_report_end(path: Path) -> float:
+    run = json.loads(path.read_text())["run"]
+    return float(run["started_at_epoch"]) + float(run["duration_s"])
+
+
+def to_verdict_through_prometheus(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """End of a load run → verdict, through the stack's own Prometheus (its own stack)."""
+    stack = work / "stack-monitored"
+    up = keelhaul("stack", "up", "--dir", str(stack), "--monitoring")
+    if up.returncode != 0:
+        return {"skipped": f"keelhaul stack up --monitoring failed: {up.stderr.strip()[-300:]}"}
+    rows: list[dict[str, Any]] = []
+    try:
+        state = json.loads((stack / "stack.json").read_text())
+        url, entry = state.get("prometheus"), state["entry"]
+        if not url:
+            return {"skipped": "stack.json records no prometheus"}
+        time.sleep(5)  # a few scrapes before the first run
+        for n in range(args.prometheus_rounds):
+            report, out = work / f"load-prom-{n}.json", work / f"diagnosis-prom-{n}"
+            done = subprocess.run(
+                [sys.executable, "-m", "keelhaul", "load", "--target", entry, "-u", "admin",
+                 "--password-stdin", "--mix", args.mix, "--users", str(args.users),
+                 "--run-time", f"{args.seconds}s", "--images", "2",
+                 "--layer-size", args.layer_size, "--json", str(report),
+                 "--diagnose", "--prometheus", url, "--diagnose-dir", str(out)],
+                input=state["users"]["admin"] + "\n", capture_output=True, text=True,
+                env=_env(), timeout=600, check=False,
+            )  # fmt: skip
+            exited = time.time()
+            if done.returncode != 0:
+                raise SystemExit(f"keelhaul load --prometheus failed:\n{done.stderr[-2000:]}")
+            end = _load_report_end(report)
+            diag = json.loads((out / "diagnosis.json").read_text())
+            began = time.monotonic()
+            again = keelhaul(
+                "diagnose", "--prometheus", url, "--window", f"{end - args.seconds}..{end}",
+                "--json", str(work / f"window-{n}.json"),
+            )  # fmt: skip
+            window_s = time.monotonic() - began
+            if again.returncode != 0:
+                raise SystemExit(f"keelhaul diagnose --window failed:\n{again.stderr[-2000:]}")
+            rows.append(
+                {
+                    "round": n,
+                    "end_to_verdict_s": exited - end,
+                    "window_query_s": window_s,
+                    "resolution_s": diag["source"]["resolution_s"],
+                    "verdict": diag["verdict"]["tier"],
+                }
+            )
+            print(f"prometheus round {n + 1}: {exited - end:.1f} s to the verdict", flush=True)
+    finally:
+        keelhaul("stack", "down", "--dir", str(stack))
+    return {
+        "rounds": rows,
+        "median_end_to_verdict_s": statistics.median(r["end_to_verdict_s"] for r in rows),
+        "median_window_query_s": statistics.median(r["window_query_s"] for r in rows),
+    }
+
+
+def show_prometheus(prometheus: dict[str, Any]) -> dict[str, Any]:
+    if prometheus.get("rounds"):
+        print(
+            "through Prometheus: end of run → verdict "
+            f"{prometheus['median_end_to_verdict_s']:.1f} s (median), a past window "
+            f"{prometheus['median_window_query_s']:.1f} s"
+        )
+    return prometheus
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -384,6 +461,8 @@ def main() -> None:
     p.add_argument("--no-profile", action="store_true", help="skip the --profile variant")
     p.add_argument("--windows", type=int, default=12, help="windows of the windowed figure")
     p.add_argument("--window", type=int, default=10, help="seconds per window")
+    p.add_argument("--prometheus-rounds", type=int, default=3,
+                   help="runs timed from their end to the verdict via Prometheus")  # fmt: skip
     p.add_argument("--note", default="", help="conditions, recorded with the figure")
     p.add_argument(
         "--only",
@@ -421,8 +500,9 @@ def main() -> None:
             keelhaul("stack", "down", "--dir", str(stack))
         print("--monitoring: one load run, the monitoring frozen in every other window")
         mon = monitoring_windowed(work, args)
-    result = summarize(rows, variants, win, args)
-    result["monitoring"] = mon
+        prometheus = to_verdict_through_prometheus(work, args) if args.prometheus_rounds else {}
+    result = {**summarize(rows, variants, win, args), "monitoring": mon}
+    result["through_prometheus"] = show_prometheus(prometheus)
     show(result, variants)
     show_monitoring(mon)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,12 @@ at it with ``hey`` (Debian's, bounded by ``-z``) or ``keelhaul load``, and runs
 ``keelhaul diagnose`` as a user would. The diagnosis never sees the knobs: ``stack.json``
 tells it where things are, the verdict comes from what it measures. Every process a test
 starts is stopped by pid; load stays on loopback and within ~15 s per scenario.
+
+Issue #11: every stack runs with ``--monitoring`` (Debian's Prometheus scraping every tier
+and the node, process, nginx and Redis exporters each second), and every scenario is
+diagnosed twice over the same seconds, by the local source and through that Prometheus;
+both must name the same tier. The Prometheus run treats the stack as remote: it is given
+only the Prometheus URL and the load generator's pid.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -28,7 +35,8 @@ import httpx
 import pytest
 import redis
 
-from support.stacks import StackInfo, clean_env, keelhaul, running_stack
+from support.promkit import wait_for_targets
+from support.stacks import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -79,16 +87,69 @@ def token_url(info: StackInfo, repo: str = "admin/app") -> str:
     return f"{info.entry}/token?service={SERVICE}&scope=repository:{repo}:pull"
 
 
-def diagnose(info: StackInfo, out: Path, *extra: str) -> dict[str, Any]:
+JOBS = {"nginx", "auth", "registry", "redis", "node", "process", "prometheus"}
+
+
+@contextlib.contextmanager
+def monitored(info: StackInfo) -> Iterator[str]:
+    """The Prometheus of a stack started with ``--monitoring`` (its URL, from stack.json),
+    once every job has been scraped a few times."""
+    url = info.raw["prometheus"]
+    wait_for_targets(url, JOBS)
+    yield url
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "keelhaul", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+    )  # fmt: skip
+
+
+def _report(proc: subprocess.Popen[str], report: Path) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=CLI_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert out.startswith("verdict: ")
+    doc: dict[str, Any] = json.loads(report.read_text())
+    assert report.with_suffix(".html").stat().st_size > 10_000
+    return doc
+
+
+def diagnose(
+    info: StackInfo, out: Path, *extra: str, prometheus: str | None = None
+) -> dict[str, Any]:
+    """The local diagnosis; with ``prometheus``, the same seconds through it too, and the
+    two must name the same tier (the Prometheus document is under ``"through_prometheus"``)."""
     report = out / f"diagnosis-{uuid.uuid4().hex[:6]}.json"
-    done = keelhaul(
+    local = _start(
         "diagnose", "--dir", str(info.dir), "--duration", str(WATCH_S),
         "--json", str(report), "--html", str(report.with_suffix(".html")), *extra,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("verdict: ")
-    doc: dict[str, Any] = json.loads(report.read_text())
-    assert report.with_suffix(".html").stat().st_size > 10_000
+    remote = None
+    if prometheus is not None:
+        pids = [a for i, a in enumerate(extra) if i and extra[i - 1] == "--load-pid"]
+        remote_report = report.with_name(report.stem + "-prometheus.json")
+        remote = _start(
+            "diagnose", "--prometheus", prometheus, "--duration", str(WATCH_S),
+            "--json", str(remote_report), "--html", str(remote_report.with_suffix(".html")),
+            *(a for pid in pids for a in ("--load-pid", pid)),
+        )  # fmt: skip
+    try:
+        doc = _report(local, report)
+        if remote is not None:
+            prom = _report(remote, remote_report)
+            assert prom["source"]["kind"] == "prometheus"
+            assert prom["source"]["resolution_s"] == pytest.approx(1.0, abs=0.05)
+            assert prom["source"]["unseen"] == []
+            assert prom["verdict"]["tier"] == doc["verdict"]["tier"], (
+                f"local: {verdict_text(doc)}\n--- through Prometheus: {verdict_text(prom)}"
+            )
+            doc["through_prometheus"] = prom
+    finally:
+        for proc in (local, remote):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
     return doc
 
 
@@ -105,10 +166,11 @@ def test_one_sync_worker_saturates_the_token_service_workers(
 ) -> None:
     knobs = ("--auth-workers", "1", "--auth-worker-class", "sync")
     with (
-        running_stack(tmp_path / "s", *knobs) as info,
+        running_stack(tmp_path / "s", *knobs, "--monitoring") as info,
+        monitored(info) as prometheus,
         hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=16) as load,
     ):
-        doc = diagnose(info, tmp_path, "--load-pid", str(load.pid))
+        doc = diagnose(info, tmp_path, "--load-pid", str(load.pid), prometheus=prometheus)
     assert doc["verdict"]["tier"] == "token_workers", verdict_text(doc)
     auth = doc["signals"]["token_service"]
     assert auth["workers"] == 1 and auth["slots_full_share"] >= 0.5
@@ -120,10 +182,13 @@ def test_bcrypt_cost_12_without_cache_is_token_service_cpu_in_password_hashing(
 ) -> None:
     knobs = ("--no-credential-cache", "--bcrypt-cost", "12")
     with (
-        running_stack(tmp_path / "s", *knobs) as info,
+        running_stack(tmp_path / "s", *knobs, "--monitoring") as info,
+        monitored(info) as prometheus,
         hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=8) as load,
     ):
-        doc = diagnose(info, tmp_path, "--profile", "--load-pid", str(load.pid))
+        doc = diagnose(
+            info, tmp_path, "--load-pid", str(load.pid), "--profile", prometheus=prometheus
+        )
     assert doc["verdict"]["tier"] == "token_cpu", verdict_text(doc)
     profile = doc["profile"]
     path = [step["function"] for step in profile["summary"]["hottest_path"]]
@@ -138,10 +203,11 @@ def test_one_nginx_worker_with_few_connections_is_the_proxy(
 ) -> None:
     knobs = ("--proxy-workers", "1", "--proxy-connections", "16")
     with (
-        running_stack(tmp_path / "s", *knobs) as info,
+        running_stack(tmp_path / "s", *knobs, "--monitoring") as info,
+        monitored(info) as prometheus,
         hey(hey_binary, token_url(info), headers=[basic(info)], concurrency=64) as load,
     ):
-        doc = diagnose(info, tmp_path, "--load-pid", str(load.pid))
+        doc = diagnose(info, tmp_path, "--load-pid", str(load.pid), prometheus=prometheus)
     assert doc["verdict"]["tier"] == "proxy", verdict_text(doc)
     proxy = doc["signals"]["proxy"]
     assert proxy["conn_exhausted"] > 0 or proxy["dropped"] > 0
@@ -153,7 +219,7 @@ def test_one_nginx_worker_with_few_connections_is_the_proxy(
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     directory = tmp_path_factory.mktemp("healthy")
-    with running_stack(directory / "s") as info:
+    with running_stack(directory / "s", "--monitoring") as info:
         work = directory / "image"
         built = keelhaul("image", "build", str(work), "--layers", "2", "--layer-size", "64KiB")
         assert built.returncode == 0, built.stderr
@@ -170,6 +236,12 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         yield info
 
 
+@pytest.fixture(scope="module")
+def healthy_prometheus(healthy: StackInfo) -> Iterator[str]:
+    with monitored(healthy) as url:
+        yield url
+
+
 def bearer(info: StackInfo) -> str:
     with httpx.Client(trust_env=False, timeout=10) as client:
         response = client.get(token_url(info), auth=("admin", info.password("admin")))
@@ -182,9 +254,10 @@ def manifest_url(info: StackInfo) -> str:
 
 
 def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
-    healthy: StackInfo, tmp_path: Path
+    healthy: StackInfo, healthy_prometheus: str, tmp_path: Path
 ) -> None:
-    """Through the load kit: ``keelhaul load --diagnose``, an open model at 15 logins/s."""
+    """Through the load kit: ``keelhaul load --diagnose``, an open model at 15 logins/s;
+    then the same load with ``--target <entry> --diagnose --prometheus``: the same verdict."""
     out = tmp_path / "diagnosis"
     done = keelhaul(
         "load", "--stack-dir", str(healthy.dir), "--mix", "login=1", "--rate", "15/s",
@@ -199,6 +272,36 @@ def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
     assert token["segments"][0]["name"] == "client: connect, queue, network"
     assert "verdict: " in done.stdout
     assert (out / "diagnosis.html").stat().st_size > 10_000
+    remote = load_through_prometheus(
+        healthy, healthy_prometheus, tmp_path / "through-prometheus",
+        "--mix", "login=1", "--rate", "15/s", "--users", "10",
+    )  # fmt: skip
+    assert remote["verdict"]["tier"] == doc["verdict"]["tier"], verdict_text(remote)
+    token = next(w for w in remote["waterfalls"] if w["stage"] == "token")
+    assert token["observer"] == "client"
+
+
+def load_through_prometheus(
+    info: StackInfo, prometheus: str, out: Path, *load: str
+) -> dict[str, Any]:
+    """``keelhaul load --target <entry> --diagnose --prometheus <url>``: the stack as a
+    remote one (no stack directory, no pid, no file of it), credentials on stdin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "keelhaul", "load", "--target", info.entry,
+         "-u", "admin", "--password-stdin", *load, "--run-time", f"{WATCH_S}s",
+         "--images", "1", "--layer-size", "64k",
+         "--diagnose", "--prometheus", prometheus, "--diagnose-dir", str(out)],
+        input=info.password("admin") + "\n", capture_output=True, text=True,
+        env=clean_env(), timeout=CLI_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "verdict: " in done.stdout
+    doc: dict[str, Any] = json.loads((out / "diagnosis.json").read_text())
+    assert doc["source"]["kind"] == "prometheus" and doc["source"]["unseen"] == []
+    assert "stack_dir" not in doc["watched"]
+    assert doc["signals"]["tiers"]["generator"]["procs"] >= 1  # this load process, sampled here
+    assert (out / "diagnosis.html").stat().st_size > 10_000
+    return doc
 
 
 @contextlib.contextmanager
@@ -224,7 +327,7 @@ def busy_redis(url: str, busy_us: int = 40_000, gap_s: float = 0.005) -> Iterato
 
 
 def test_a_redis_busy_with_a_slow_script_is_named(
-    healthy: StackInfo, tmp_path: Path, hey_binary: str
+    healthy: StackInfo, healthy_prometheus: str, tmp_path: Path, hey_binary: str
 ) -> None:
     redis_url = healthy.raw["redis_url"]
     headers = [bearer(healthy), f"Accept: {MANIFEST}"]
@@ -232,7 +335,9 @@ def test_a_redis_busy_with_a_slow_script_is_named(
         busy_redis(redis_url),
         hey(hey_binary, manifest_url(healthy), headers=headers, concurrency=16) as load,
     ):
-        doc = diagnose(healthy, tmp_path, "--load-pid", str(load.pid))
+        doc = diagnose(
+            healthy, tmp_path, "--load-pid", str(load.pid), prometheus=healthy_prometheus
+        )
     assert doc["verdict"]["tier"] == "redis", verdict_text(doc)
     top = doc["signals"]["redis"]["top_commands"][0]
     assert top["command"] == "eval"
@@ -281,14 +386,16 @@ def cpu_starved(pid: int, cores: float = 0.05) -> Iterator[str]:
 
 
 def test_a_registry_starved_of_cpu_is_named(
-    healthy: StackInfo, tmp_path: Path, hey_binary: str
+    healthy: StackInfo, healthy_prometheus: str, tmp_path: Path, hey_binary: str
 ) -> None:
     headers = [bearer(healthy), f"Accept: {MANIFEST}"]
     with (
         cpu_starved(healthy.pids["registry"]) as how,
         hey(hey_binary, manifest_url(healthy), headers=headers, concurrency=16) as load,
     ):
-        doc = diagnose(healthy, tmp_path, "--load-pid", str(load.pid))
+        doc = diagnose(
+            healthy, tmp_path, "--load-pid", str(load.pid), prometheus=healthy_prometheus
+        )
     assert doc["verdict"]["tier"] == "registry", verdict_text(doc)
     if how == "cgroup":
         assert doc["signals"]["tiers"]["registry"]["throttled_share"] >= 0.2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keelhaul.diagnose.analysis import Profile, analyse
-from keelhaul.diagnose.client import client_from_report
+from keelhaul.diagnose.loadreport import client_from_report
 from keelhaul.diagnose.report_html import render_html, safe_svg
 from keelhaul.diagnose.report_json import SCHEMA, build_document, dumps
 from keelhaul.diagnose.summary import render_text

@@ -37,6 +37,10 @@ _dir_option = click.option(
 )
 
 
+STACK_PROMETHEUS = "stack"
+"""``--prometheus`` without a URL: the one in ``--dir``'s stack.json."""
+
+
 def _say(message: str) -> None:
     click.echo(f"keelhaul diagnose: {message}", file=sys.stderr)  # rich's proxy while live
 
@@ -82,6 +86,15 @@ def _progress(duration: float) -> tuple[Callable[[float, Callable[[], Collection
 @click.option("--load-pid", "load_pids", type=int, multiple=True, metavar="PID",
               help="A load-generator process to watch (repeatable; others are found "
               "by their connections to the stack).")  # fmt: skip
+@click.option("--prometheus", metavar="URL", is_flag=False, flag_value=STACK_PROMETHEUS,
+              help="Read every tier's signals from this Prometheus (query_range); alone, the "
+              "one recorded in --dir's stack.json (stack up --monitoring).")  # fmt: skip
+@click.option("--tiers", "tiers_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --prometheus: the tier mapping file (default: stack up "
+              "--monitoring's jobs; see docs/configuration.md).")  # fmt: skip
+@click.option("--window", metavar="START..END",
+              help="With --prometheus: a past window (epoch seconds or ISO 8601) "
+              "instead of watching --duration seconds from now.")  # fmt: skip
 def diagnose(
     stack_dir: Path,
     duration: float,
@@ -89,24 +102,31 @@ def diagnose(
     json_path: Path | None,
     with_profile: bool,
     load_pids: tuple[int, ...],
+    prometheus: str | None,
+    tiers_path: Path | None,
+    window: str | None,
 ) -> None:
     """Watch a running stack under load and name the tier that limits it, with evidence."""
     from keelhaul.diagnose.session import diagnose_for, write_reports
     from keelhaul.diagnose.summary import render_text
 
+    if prometheus is None and (tiers_path is not None or window is not None):
+        raise click.UsageError("--tiers and --window go with --prometheus")
+    if prometheus is not None and with_profile:
+        raise click.UsageError("--profile needs the local stack; it cannot go with --prometheus")
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_a: stop.set())
     progress, end_progress = _progress(duration)
     try:
-        report = diagnose_for(
-            stack_dir,
-            duration,
-            load_pids=load_pids,
-            profile=with_profile,
-            stop=stop,
-            say=_say,
-            progress=progress,
-        )
+        if prometheus is not None:
+            report = _through_prometheus(
+                stack_dir, prometheus, tiers_path, window, duration, load_pids, stop
+            )
+        else:
+            report = diagnose_for(
+                stack_dir, duration, load_pids=load_pids, profile=with_profile, stop=stop,
+                say=_say, progress=progress,
+            )  # fmt: skip
     finally:
         end_progress()
         signal.signal(signal.SIGINT, previous)
@@ -115,6 +135,34 @@ def diagnose(
     for label, path in (("JSON report", json_path), ("HTML report", html_path)):
         if path is not None:
             click.echo(f"{label}: {path.resolve()}")
+
+
+def _through_prometheus(
+    stack_dir: Path,
+    prometheus: str,
+    tiers_path: Path | None,
+    window: str | None,
+    duration: float,
+    load_pids: tuple[int, ...],
+    stop: threading.Event,
+) -> Any:
+    from keelhaul.diagnose.promrun import diagnose_prometheus, parse_window, tier_map
+    from keelhaul.diagnose.targets import stack_monitoring
+
+    url, entry_ports = stack_monitoring(stack_dir)
+    if prometheus != STACK_PROMETHEUS:
+        url = prometheus
+    elif url is None:
+        raise click.UsageError(
+            f"the stack in {stack_dir} records no Prometheus (keelhaul stack up --monitoring); "
+            "give --prometheus URL"
+        )
+    tiers = tier_map(tiers_path)
+    span = parse_window(window) if window is not None else None
+    return diagnose_prometheus(
+        url, tiers, seconds=duration, window=span, load_pids=load_pids,
+        entry_ports=entry_ports, stop=stop, say=_say,
+    )  # fmt: skip
 
 
 @click.command("profile")

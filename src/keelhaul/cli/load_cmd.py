@@ -168,6 +168,10 @@ def _setup_logging(level: str) -> None:
               "workers (py-spy).")  # fmt: skip
 @click.option("--diagnose-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the diagnosis reports go [keelhaul-diagnosis].")  # fmt: skip
+@click.option("--prometheus", metavar="URL",
+              help="--diagnose through this Prometheus (the stack is remote).")  # fmt: skip
+@click.option("--tiers", "diagnose_tiers", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --prometheus: the tier mapping file (docs/configuration.md).")  # fmt: skip
 # --- end of the diagnose hook's options ---------------------------------------------------
 @click.option("--worker-stats", "worker_stats_dir", hidden=True,
               type=click.Path(file_okay=False, path_type=Path), help=_HIDDEN_HELP)  # fmt: skip
@@ -177,6 +181,8 @@ def load(
     diagnose: bool,
     diagnose_profile: bool,
     diagnose_dir: Path | None,
+    prometheus: str | None,
+    diagnose_tiers: Path | None,
     **options: Any,
 ) -> None:
     """Load a registry the way docker clients do: pulls, pushes, logins, browsing.
@@ -207,10 +213,13 @@ def load(
     # --- keelhaul.diagnose hook (issue #6): start before the run, finish after it ---------
     hook = None
     diagnosis_since: float | None = None
-    if diagnose or diagnose_profile:
+    if diagnose or diagnose_profile or prometheus:
         from keelhaul.diagnose.loadhook import DiagnosisHook
 
-        hook = DiagnosisHook.start(settings, profile=diagnose_profile, out_dir=diagnose_dir)
+        hook = DiagnosisHook.start(
+            settings, profile=diagnose_profile, out_dir=diagnose_dir,
+            prometheus=prometheus, tiers=diagnose_tiers,
+        )  # fmt: skip
         settings = hook.settings
         diagnosis_since = time.time()
     display = _display(

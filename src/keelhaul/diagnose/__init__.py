@@ -29,7 +29,7 @@ module                 holds
 from __future__ import annotations
 
 from keelhaul.diagnose.analysis import Profile, Report, analyse
-from keelhaul.diagnose.client import ClientRun, client_from_report
+from keelhaul.diagnose.loadreport import ClientRun, client_from_report
 from keelhaul.diagnose.model import Collection, Hist, Reading, Tick
 from keelhaul.diagnose.signals import Signals, derive
 from keelhaul.diagnose.verdict import Finding, HotSpot, Verdict, decide

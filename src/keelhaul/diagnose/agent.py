@@ -1,5 +1,8 @@
 """The diagnosis agent: ``python -m keelhaul.diagnose.agent --dir STACK --workdir W``.
 
+With ``--generator-only`` (the Prometheus source: the stack is remote) it samples only
+the load generator's processes and its own, and needs no stack directory.
+
 Started by :class:`keelhaul.diagnose.session.Diagnosis`; samples the stack once a second
 (and records a py-spy profile with ``--profile``) until SIGTERM or SIGINT, then writes
 ``W/collection.json`` (and ``W/profile.txt``). It touches ``W/ready`` once the first
@@ -22,10 +25,11 @@ from pathlib import Path
 
 from keelhaul.atomicfile import write_text
 from keelhaul.diagnose.profile import BESIDE_LOAD_RATE, Profiler
+from keelhaul.diagnose.promrun import generator_sampler
 from keelhaul.diagnose.sampler import Sampler
 from keelhaul.diagnose.watch import build_collectors, describe, load_targets
 from keelhaul.diagnose.watching import progress_document
-from keelhaul.errors import KeelhaulError, ProfileError
+from keelhaul.errors import DiagnoseError, KeelhaulError, ProfileError
 
 __all__ = ["main"]
 
@@ -35,7 +39,8 @@ PROGRESS_EVERY_S = 5
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="keelhaul.diagnose.agent")
-    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--dir", type=Path)
+    p.add_argument("--generator-only", action="store_true")
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--load-pid", type=int, action="append", default=[])
     p.add_argument("--parent", type=int)
@@ -73,11 +78,16 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_a: stop.set())
-    _wait_for_stack(args.dir, args.wait, stop)
-    _state, targets = load_targets(args.dir, load_pids=tuple(args.load_pid))
-    sampler = Sampler(build_collectors(targets), meta=describe(targets))
     profiler = None
-    if args.profile:
+    if args.generator_only:
+        sampler = generator_sampler(tuple(args.load_pid))
+    else:
+        if args.dir is None:
+            raise DiagnoseError("the agent needs --dir (or --generator-only)")
+        _wait_for_stack(args.dir, args.wait, stop)
+        _state, targets = load_targets(args.dir, load_pids=tuple(args.load_pid))
+        sampler = Sampler(build_collectors(targets), meta=describe(targets))
+    if args.profile and not args.generator_only:
         if "auth" in targets.leaders:
             profiler = Profiler(
                 targets.leaders["auth"], args.workdir / "profile.txt", rate=BESIDE_LOAD_RATE
@@ -105,10 +115,9 @@ def run(args: argparse.Namespace) -> int:
         except ProfileError as exc:
             (args.workdir / "profile-error.txt").write_text(f"{exc}\n")
     collection = sampler.stop()
-    out = args.workdir / "collection.json"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(collection.to_json()), encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(
+        args.workdir / "collection.json", json.dumps(collection.to_json()), error=DiagnoseError
+    )
     return 0
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keelhaul.diagnose.client import ClientRun
+from keelhaul.diagnose.loadreport import ClientRun
 from keelhaul.diagnose.model import Collection
 from keelhaul.diagnose.signals import Signals, derive
 from keelhaul.diagnose.verdict import HotSpot, Verdict, decide

@@ -264,6 +264,21 @@ def _profile(doc: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _source_line(source: Mapping[str, Any] | None) -> str:
+    """Which source fed the report and at what resolution (absent in older documents)."""
+    if not source:
+        return ""
+    where = f" {source['url']}" if source.get("url") else ""
+    text = (
+        f"source: {source.get('title') or source.get('kind')}{where} · a sample every "
+        f"{float(source.get('resolution_s') or 0):g} s · confidence at most "
+        f"{source.get('max_confidence', 'high')}"
+    )
+    if source.get("unseen"):
+        text += " · unseen: " + ", ".join(str(t) for t in source["unseen"])
+    return f'<br><span class="sub source">{escape(text)}</span>'
+
+
 def render_html(doc: Mapping[str, Any]) -> str:
     v = doc["verdict"]
     window = doc["window"]
@@ -273,6 +288,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         "<h1>keelhaul diagnosis</h1>"
         f'<span class="sub">{escape(str(stack))} · {escape(str(window.get("start") or ""))} · '
         f"{window['seconds']:.0f} s with traffic, {window['samples']} samples</span>"
+        + _source_line(doc.get("source"))
     )
     body = [
         _verdict(doc),

@@ -17,6 +17,7 @@ from keelhaul.diagnose.analysis import Report
 from keelhaul.diagnose.model import Tick
 from keelhaul.diagnose.series import gauge_series, intervals, rate_series, sum_rate_series
 from keelhaul.diagnose.signals import TIERS
+from keelhaul.diagnose.sources import resolution_cap
 from keelhaul.report.jsondoc import clean, dumps, iso
 
 __all__ = ["SCHEMA", "build_document", "dumps", "time_series"]
@@ -112,6 +113,10 @@ def build_document(report: Report) -> dict[str, Any]:
         "keelhaul_version": __version__,
         "generated_at": iso(ticks[-1].t) if ticks else None,
         "watched": dict(report.meta),
+        "source": {
+            **s.source.as_dict(),
+            "max_confidence": resolution_cap(s.source.resolution_s, s.steps),
+        },
         "window": {
             "start": iso(s.start) if s.start else None,
             "end": iso(s.end) if s.end else None,

@@ -52,6 +52,8 @@ REGISTRY_SLOW_S = 0.05
 """Registry handlers' mean; metadata requests on loopback take a few milliseconds."""
 GENERATOR_THREAD = 0.85
 """A load-generator thread using this much of a CPU is pinned (Locust is single-threaded)."""
+WORKER_WAIT_S = 0.010
+"""A token request waiting this long (and longer than the app takes) queued for a worker."""
 OTHER_CORES = 0.5
 """CPUs used by processes outside the stack that are worth a caveat."""
 
@@ -109,6 +111,9 @@ def _ms(seconds: float | None) -> str:
 
 
 def _cpu_text(name: str, t: TierCpu, cores: int) -> str:
+    if not t.runq_seen:
+        limit = f", limit {t.cpu_limit:.2f}" if t.cpu_limit is not None else ""
+        return f"{name} used {t.cpu:.2f} CPUs on a host of {cores}{limit} (run-queue wait not seen)"
     return (
         f"{name} wanted {t.demand:.2f} CPUs (ran {t.cpu:.2f}, waited {t.runq:.2f} for a CPU) "
         f"on a host of {cores}"
@@ -200,11 +205,13 @@ def _hashing(s: Signals) -> bool:
 
 def token_rules(s: Signals, hot: HotSpot | None) -> Finding | None:
     a, t = s.auth, s.tier("auth")
-    if a is None or t is None or a.rps <= 0:
+    if a is None or t is None:
         return None
     workers = a.workers or max(t.procs - 1, 1.0)
     usable = min(workers, float(s.cores))
     cpu_bound = t.demand >= CPU_BOUND * usable
+    if a.rps <= 0 and not cpu_bound:  # idle; or so busy that it answered no scrape
+        return None
     slots = (a.slots_full_share or 0.0) >= SLOTS_SHARE
     queued = (a.queue_share or 0.0) >= QUEUE_SHARE
     ev: list[str] = []
@@ -218,14 +225,25 @@ def token_rules(s: Signals, hot: HotSpot | None) -> Finding | None:
             f"connections waited in the token service's accept queue in "
             f"{_pct(a.queue_share or 0)} of samples (mean {a.queue_mean or 0:.0f})"
         )
-    token = s.proxy.stage("token") if s.proxy is not None else None
-    if token is not None and token.header_mean is not None and a.app_mean is not None:
-        waited = token.header_mean - a.app_mean
-        if waited > max(a.app_mean, 0.001):
-            ev.append(
-                f"a token request waited {_ms(waited)} for a worker, "
-                f"then took {_ms(a.app_mean)} in the app"
-            )
+    # a tier starved of CPU by others makes its requests wait too: not a worker shortage
+    waiting = (
+        a.wait_mean is not None
+        and a.app_mean is not None
+        and a.wait_mean >= max(a.app_mean, WORKER_WAIT_S)
+        and (cpu_bound or t.waiting_share < STARVED)
+    )
+    if waiting:
+        ev.append(
+            f"a token request waited {_ms(a.wait_mean)} for a worker, "
+            f"then took {_ms(a.app_mean)} in the app ({a.wait_basis})"
+        )
+    queued = queued or waiting
+    scraped = s.source.kind == "prometheus"
+    if scraped and a.scrape_error_share and a.scrape_error_share >= QUEUE_SHARE:
+        ev.append(
+            f"it left {_pct(a.scrape_error_share)} of Prometheus' scrapes of its /metrics "
+            "unanswered: no worker was free to answer"
+        )
     cpu_ev = _cpu_text(f"the token service's {workers:.0f} worker(s)", t, s.cores)
     if a.worker_timeouts:
         ev.append(f"gunicorn logged WORKER TIMEOUT {a.worker_timeouts:.0f} times")
@@ -412,6 +430,10 @@ def generator_rule(s: Signals) -> Finding | None:
         ev.append(f"the busiest load-generator thread used {g.busiest:.2f} of a CPU (it is pinned)")
     if g.demand >= CPU_BOUND * s.cores:
         ev.append(_cpu_text("the load generator", g, s.cores))
+    elif g.runq_seen and g.procs >= 1 and g.demand / g.procs >= GENERATOR_THREAD:
+        # one event loop per process: wanting a whole CPU each is pinned, even when
+        # neighbours leave it less (its busiest thread then uses less than a CPU)
+        ev.append(_cpu_text(f"the load generator's {g.procs:.0f} process(es)", g, s.cores))
     if not ev:
         return None
     return Finding(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from keelhaul.atomicfile import write_text as atomic_write_text
 from keelhaul.diagnose.analysis import Profile, Report, analyse
-from keelhaul.diagnose.client import ClientRun
+from keelhaul.diagnose.loadreport import ClientRun
 from keelhaul.diagnose.model import Collection
 from keelhaul.diagnose.profile import BESIDE_LOAD_RATE, Profiler, analyse_profile
 from keelhaul.diagnose.report_html import render_html
@@ -152,7 +152,7 @@ class Diagnosis:
     @classmethod
     def start(
         cls,
-        stack_dir: Path,
+        stack_dir: Path | None,
         *,
         load_pids: Sequence[int] = (),
         profile: bool = False,
@@ -161,6 +161,8 @@ class Diagnosis:
         block: bool = True,
     ) -> Diagnosis:
         """Start sampling; with ``block``, return once the agent has taken its first reading.
+
+        ``stack_dir`` None: only the load generator is sampled here (the Prometheus source).
 
         ``wait_for_stack``: how long the agent waits for the stack to be running (the load
         command may start the stack after the diagnosis; then pass ``block=False``).
@@ -171,9 +173,10 @@ class Diagnosis:
             else Path(tempfile.mkdtemp(prefix="keelhaul-diagnose-"))
         )
         work.mkdir(parents=True, exist_ok=True)
+        where = ["--dir", str(stack_dir)] if stack_dir is not None else ["--generator-only"]
         argv = [
             sys.executable, "-m", "keelhaul.diagnose.agent",
-            "--dir", str(stack_dir),
+            *where,
             "--workdir", str(work),
             "--parent", str(os.getpid()),
             "--wait", str(wait_for_stack),
@@ -219,7 +222,27 @@ class Diagnosis:
             if self._owned:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def stop_collection(self) -> Collection:
+        """Stop sampling and return the raw ticks (the Prometheus source merges them)."""
+        try:
+            return self._stop_agent()
+        finally:
+            if self._owned:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
     def _stop(self, client: ClientRun | None) -> Report:
+        collection = self._stop_agent()
+        profile = None
+        if self.profile:
+            raw = self.workdir / "profile.txt"
+            note_path = self.workdir / "profile-error.txt"
+            error = note_path.read_text().strip() if note_path.exists() else None
+            if error is None and not raw.exists():
+                error = "py-spy wrote nothing"
+            profile = profile_or_note(raw if error is None else None, error)
+        return analyse(collection, client=client, profile=profile)
+
+    def _stop_agent(self) -> Collection:
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
         try:
@@ -232,13 +255,4 @@ class Diagnosis:
             raise DiagnoseError(
                 f"the diagnosis failed (exit {self._proc.returncode}):\n{self._log_tail()}"
             )
-        collection = Collection.from_json(json.loads(path.read_text(encoding="utf-8")))
-        profile = None
-        if self.profile:
-            raw = self.workdir / "profile.txt"
-            note_path = self.workdir / "profile-error.txt"
-            error = note_path.read_text().strip() if note_path.exists() else None
-            if error is None and not raw.exists():
-                error = "py-spy wrote nothing"
-            profile = profile_or_note(raw if error is None else None, error)
-        return analyse(collection, client=client, profile=profile)
+        return Collection.from_json(json.loads(path.read_text(encoding="utf-8")))

@@ -18,6 +18,7 @@ from keelhaul.diagnose.model import Collection, Tick
 from keelhaul.diagnose.series import (
     active_window,
     gauge_series,
+    intervals,
     mean,
     rate_series,
     sum_rate_series,
@@ -34,6 +35,8 @@ from keelhaul.diagnose.signals_tiers import (
     redis_view,
     registry_view,
 )
+from keelhaul.diagnose.sources import SourceInfo
+from keelhaul.diagnose.workerwait import TOKEN_STAGE, with_worker_wait
 
 __all__ = ["TIERS", "ClientStage", "Signals", "TierCpu", "derive", "traffic_series"]
 
@@ -53,6 +56,10 @@ class TierCpu:
     throttled_share: float | None = None
     """Share of the cgroup's CPU periods in which it was throttled by its quota."""
     cpu_limit: float | None = None
+    runq_seen: bool = True
+    """False: the source cannot see run-queue wait (Prometheus); demand is CPU used only."""
+    replicas: float | None = None
+    """Pods running the tier (cAdvisor), mean over the window."""
 
     @property
     def demand(self) -> float:
@@ -73,6 +80,8 @@ class TierCpu:
             "rss_mb": self.rss_mb,
             "throttled_share": self.throttled_share,
             "cpu_limit": self.cpu_limit,
+            "runq_seen": self.runq_seen,
+            "replicas": self.replicas,
         }
 
 
@@ -108,6 +117,9 @@ class Signals:
     errors: Mapping[str, int] = field(default_factory=dict)
     """Collector → ticks in which it could not read."""
     active: bool = True
+    source: SourceInfo = field(default_factory=SourceInfo)
+    steps: int = 0
+    """Samples (ticks) in the window the signals were made from."""
 
     @property
     def seconds(self) -> float:
@@ -123,10 +135,22 @@ def traffic_series(ticks: Sequence[Tick]) -> list[tuple[float, float | None]]:
         return sum_rate_series(ticks, "nginx_log", lambda k: k.startswith("n."))
     auth = rate_series(ticks, "auth", "requests")
     registry = rate_series(ticks, "registry", "requests")
-    return [
-        (t, (a or 0.0) + (r or 0.0) if a is not None or r is not None else None)
-        for (t, a), (_, r) in zip(auth, registry, strict=True)
-    ]
+    proxy = _proxy_requests(ticks)
+    out: list[tuple[float, float | None]] = []
+    for (t, a), (_, r), (_, p) in zip(auth, registry, proxy, strict=True):
+        tiers = (a or 0.0) + (r or 0.0) if a is not None or r is not None else None
+        out.append((t, tiers if tiers else p if p is not None else tiers))
+    return out
+
+
+def _proxy_requests(ticks: Sequence[Tick]) -> list[tuple[float, float | None]]:
+    """nginx's own request count (stub_status) less the one status request per sample:
+    traffic even when the tiers behind it cannot answer their metrics (all workers busy)."""
+    out: list[tuple[float, float | None]] = []
+    for a, b in intervals(ticks):
+        x, y = a.counter("stub_status", "requests"), b.counter("stub_status", "requests")
+        out.append((b.t, None if x is None or y is None else max(0.0, y - x - 1) / (b.t - a.t)))
+    return out
 
 
 def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
@@ -136,15 +160,28 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
     periods = window_delta(ticks, "procs", f"periods.{tier}")
     throttled = window_delta(ticks, "procs", f"throttled_periods.{tier}")
     limits = [g for _, g in gauge_series(ticks, "procs", f"cpu_limit.{tier}") if g is not None]
+    runq = window_rate(ticks, "procs", f"runq.{tier}")
+    if runq is None:
+        runq = _sampled_runq(ticks, tier, cpu)
     return TierCpu(
         cpu=cpu,
-        runq=window_rate(ticks, "procs", f"runq.{tier}") or 0.0,
+        runq=runq or 0.0,
         busiest=mean([g for _, g in gauge_series(ticks, "procs", f"busiest.{tier}")]),
         procs=mean([g for _, g in gauge_series(ticks, "procs", f"procs.{tier}")]) or 0.0,
         rss_mb=mean([g for _, g in gauge_series(ticks, "procs", f"rss_mb.{tier}")]) or 0.0,
         throttled_share=(throttled / periods) if periods and throttled is not None else None,
         cpu_limit=limits[-1] if limits else None,
+        runq_seen=runq is not None,
+        replicas=mean([g for _, g in gauge_series(ticks, "procs", f"replicas.{tier}")]),
     )
+
+
+def _sampled_runq(ticks: Sequence[Tick], tier: str, cpu: float) -> float | None:
+    """Without schedstat (Prometheus' process-exporter): the mean number of the tier's
+    processes found runnable (state R) at each scrape is its demand in CPUs (Little's law,
+    one thread each), so the time waiting for a CPU is that minus the CPU it used."""
+    runnable = mean([g for _, g in gauge_series(ticks, "procs", f"runnable.{tier}")])
+    return max(0.0, runnable - cpu) if runnable is not None else None
 
 
 def _host(ticks: Sequence[Tick], tiers: Mapping[str, TierCpu]) -> tuple[float | None, float | None]:
@@ -178,18 +215,28 @@ def _notes(ticks: Sequence[Tick], limit: int = 12) -> list[str]:
     return seen
 
 
+def _client_mean(client: Sequence[ClientStage], stage: str) -> float | None:
+    row = next((c for c in client if c.name == stage), None)
+    return row.mean_ms / 1000 if row is not None and row.mean_ms is not None else None
+
+
 def derive(collection: Collection, client: Sequence[ClientStage] = ()) -> Signals:
     ticks = list(collection.ticks)
     cores = int(collection.meta.get("cores") or 1)
+    source = SourceInfo.from_meta(collection.meta)
     window = active_window(ticks, traffic_series(ticks)) if len(ticks) >= 2 else None
     active = window is not None
     if window is not None:
         ticks = ticks[window[0] : window[1] + 1]
     if len(ticks) < 2:
         t = ticks[0].t if ticks else 0.0
-        return Signals(t, t, cores, None, None, {}, None, None, None, None, client, active=False)
+        return Signals(
+            t, t, cores, None, None, {}, None, None, None, None, client, active=False,
+            source=source, steps=len(ticks),
+        )  # fmt: skip
     tiers = {name: tc for name in TIERS if (tc := _tier_cpu(ticks, name)) is not None}
     host_busy, other = _host(ticks, tiers)
+    proxy = proxy_view(ticks)
     return Signals(
         start=ticks[0].t,
         end=ticks[-1].t,
@@ -197,12 +244,14 @@ def derive(collection: Collection, client: Sequence[ClientStage] = ()) -> Signal
         host_busy=host_busy,
         other_cores=other,
         tiers=tiers,
-        proxy=proxy_view(ticks),
-        auth=auth_view(ticks),
+        proxy=proxy,
+        auth=with_worker_wait(auth_view(ticks), proxy, _client_mean(client, TOKEN_STAGE)),
         registry=registry_view(ticks),
         redis=redis_view(ticks),
         client=tuple(client),
         notes=_notes(ticks),
         errors=_errors(ticks),
         active=active,
+        source=source,
+        steps=len(ticks),
     )

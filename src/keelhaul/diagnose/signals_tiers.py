@@ -188,6 +188,13 @@ class AuthView:
     redis_degraded: bool = False
     scrape_error_share: float | None = None
     outcomes: Mapping[str, float] = field(default_factory=dict)
+    wait_mean: float | None = None
+    """Seconds a request waited for a worker before the app saw it (:mod:`.workerwait`)."""
+    wait_basis: str | None = None
+    scrape_median: float | None = None
+    """Prometheus' scrapes of the token service's /metrics: median duration in the window."""
+    scrape_floor: float | None = None
+    """... and the fastest one around it (answering with no queue)."""
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -244,6 +251,8 @@ def auth_view(ticks: Sequence[Tick]) -> AuthView | None:
         redis_degraded=any(d for d in degraded if d),
         scrape_error_share=_error_share(ticks, "auth"),
         outcomes=outcomes,
+        scrape_median=median([g for _, g in gauge_series(ticks, "auth", "scrape_s")]),
+        scrape_floor=mean([g for _, g in gauge_series(ticks, "auth", "scrape_floor_s")]),
     )
 
 
@@ -331,8 +340,11 @@ class RedisView:
         return doc
 
 
-OWN_COMMANDS = frozenset({"info", "slowlog|get", "latency|latest"})
-"""What the diagnosis itself sends every second: never a suspect."""
+OWN_COMMANDS = frozenset(
+    {"info", "slowlog|get", "latency|latest", "slowlog|len", "config|get", "client|setname"}
+)
+"""What the diagnosis itself (and prometheus-redis-exporter, each scrape) sends: never a
+suspect."""
 
 
 def _top_commands(ticks: Sequence[Tick], seconds: float) -> list[tuple[str, float, float, float]]:

@@ -28,7 +28,8 @@ def render_text(report: Report) -> str:
         )
         for name, t in sorted(s.tiers.items(), key=lambda kv: -kv[1].demand):
             label = TIER_LABELS.get(name, name)
-            lines.append(f"  {label:<28} {t.cpu:5.2f} / {t.runq:5.2f}")
+            waited = f"{t.runq:5.2f}" if t.runq_seen else "    -"
+            lines.append(f"  {label:<28} {t.cpu:5.2f} / {waited}")
         if s.other_cores is not None:
             lines.append(f"  {TIER_LABELS['other']:<28} {s.other_cores:5.2f}")
     if report.profile is not None:
@@ -39,4 +40,7 @@ def render_text(report: Report) -> str:
             lines.append("  hottest path: " + " → ".join(p.hot.path[-5:]))
         elif p.note:
             lines.append(p.note)
+    src = s.source
+    where = f" at {src.url}" if src.url else ""
+    lines.append(f"source: {src.kind}{where}, a sample every {src.resolution_s:g} s")
     return "\n".join(lines) + "\n"

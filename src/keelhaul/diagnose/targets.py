@@ -7,10 +7,12 @@ never read: every verdict comes from what the collectors measure.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from keelhaul.stack.layout import StackLayout
@@ -22,6 +24,7 @@ __all__ = [
     "TIER_LABELS",
     "Targets",
     "available_cores",
+    "stack_monitoring",
     "targets_from_state",
 ]
 
@@ -98,3 +101,23 @@ def targets_from_state(
         load_pids=tuple(load_pids),
         cores=cores if cores is not None else available_cores(),
     )
+
+
+def stack_monitoring(stack_dir: Path) -> tuple[str | None, tuple[int, ...]]:
+    """From ``stack.json`` (when there is one): the Prometheus base URL that ``stack up
+    --monitoring`` recorded (top-level ``prometheus``), and the ports a load generator
+    talks to. Read as plain JSON: the field is optional and newer than the state model."""
+    path = stack_dir.expanduser().absolute() / "stack.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, ()
+    if not isinstance(doc, dict):
+        return None, ()
+    url = doc.get("prometheus")
+    raw = doc.get("ports")
+    ports: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    entry = tuple(
+        int(ports[c]) for c in ("nginx", "auth", "registry") if isinstance(ports.get(c), int)
+    )
+    return (url if isinstance(url, str) and url else None), entry

@@ -27,13 +27,13 @@ registry           cgroup throttled in >= THROTTLED of periods                  
                    CPU demand >= CPU_BOUND x CPUs (starved when mostly waiting)     0.8
                    handlers' mean >= REGISTRY_SLOW_S                                0.6
 load generator     a generator thread >= GENERATOR_THREAD of a CPU, or its demand   0.9
-                   >= CPU_BOUND x CPUs
+                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process
 =================  ===============================================================  =====
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keelhaul.diagnose.rules import (
@@ -50,6 +50,7 @@ from keelhaul.diagnose.rules import (
     token_rules,
 )
 from keelhaul.diagnose.signals import Signals
+from keelhaul.diagnose.sources import cap_confidence, resolution_cap
 
 __all__ = ["LABELS", "PRECEDENCE", "Finding", "HotSpot", "Verdict", "decide"]
 
@@ -106,10 +107,10 @@ def _headroom(s: Signals) -> tuple[str, ...]:
         rows.append(f"{name} {t.demand:.2f}")
     ev = [f"CPU demand by tier (CPUs of {s.cores}): " + ", ".join(rows[:4])]
     queues = []
-    if s.auth is not None:
-        queues.append(f"token service {_pct(s.auth.queue_share or 0)}")
-    if s.proxy is not None:
-        queues.append(f"nginx {_pct(s.proxy.queue_share or 0)}")
+    if s.auth is not None and s.auth.queue_share is not None:
+        queues.append(f"token service {_pct(s.auth.queue_share)}")
+    if s.proxy is not None and s.proxy.queue_share is not None:
+        queues.append(f"nginx {_pct(s.proxy.queue_share)}")
     if queues:
         ev.append("accept queues non-empty in: " + ", ".join(queues) + " of samples")
     if s.redis is not None and s.redis.busy_share is not None:
@@ -154,10 +155,41 @@ def _caveats(s: Signals) -> tuple[str, ...]:
         out.append(f"{name}: unreadable in {count} samples")
     if s.seconds < 5:
         out.append(f"only {s.seconds:.0f} s of traffic: a longer run gives steadier numbers")
-    return tuple(out)
+    return (*_source_caveats(s), *out)
+
+
+def _source_caveats(s: Signals) -> list[str]:
+    """Tiers the source never saw, what it cannot see, and how coarse its data was."""
+    src, out = s.source, []
+    if src.unseen:
+        out.append(
+            f"no data for {', '.join(src.unseen)} from {src.kind}: unseen, not judged "
+            "(check the tier mapping, --tiers)"
+        )
+    if src.blind:
+        out.append(f"not visible through {src.kind}: " + "; ".join(src.blind))
+    cap = resolution_cap(src.resolution_s, s.steps)
+    if cap != "high":
+        out.append(
+            f"data every {src.resolution_s:g} s ({s.steps} samples in the window): "
+            f"confidence at most {cap}"
+        )
+    out += src.notes
+    return out
+
+
+def _capped(verdict: Verdict, s: Signals) -> Verdict:
+    cap = resolution_cap(s.source.resolution_s, s.steps)
+    if s.source.unseen and verdict.tier in ("none", "load_generator"):
+        cap = "low"  # a tier nobody saw may be the one that limits
+    return replace(verdict, confidence=cap_confidence(verdict.confidence, cap))
 
 
 def decide(s: Signals, hot: HotSpot | None = None) -> Verdict:
+    return _capped(_decide(s, hot), s)
+
+
+def _decide(s: Signals, hot: HotSpot | None) -> Verdict:
     if not s.active:
         return Verdict(
             "no_traffic",
@@ -201,9 +233,16 @@ def decide(s: Signals, hot: HotSpot | None = None) -> Verdict:
             caveats,
             tuple(findings),
         )
+    title = (
+        "every tier had headroom: the load generator, or the load it was asked for, is the limit"
+    )
+    if s.source.unseen:
+        title = (
+            f"every tier that was seen had headroom; {', '.join(s.source.unseen)} could not be seen"
+        )
     return Verdict(
         "none",
-        "every tier had headroom: the load generator, or the load it was asked for, is the limit",
+        title,
         "medium",
         _headroom(s),
         ("offer more load (more users, a higher rate) to find the limit",),

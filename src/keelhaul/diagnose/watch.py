@@ -14,6 +14,7 @@ from keelhaul.diagnose.collectors.procs import ProcessCollector
 from keelhaul.diagnose.collectors.redis_info import RedisCollector
 from keelhaul.diagnose.collectors.registry_metrics import RegistryMetricsCollector
 from keelhaul.diagnose.collectors.stub_status import StubStatusCollector
+from keelhaul.diagnose.sources import SourceInfo
 from keelhaul.diagnose.targets import Targets, targets_from_state
 from keelhaul.errors import StackError
 from keelhaul.stack.state import StackState, read_state
@@ -69,4 +70,5 @@ def describe(targets: Targets) -> dict[str, Any]:
         "cores": targets.cores,
         "load_pids": list(targets.load_pids),
         "access_log": str(targets.access_log) if targets.access_log else None,
+        "source": SourceInfo(kind="local", resolution_s=1.0).as_dict(),
     }

@@ -130,14 +130,28 @@ def waterfalls(s: Signals, limit: int = 8) -> list[Waterfall]:
         return out
     if s.auth is not None and s.auth.app_mean is not None:
         segments: list[Segment] = []
+        total, observer = _outside(segments, clients.get("token"), s.auth.app_mean)
         _token(segments, s.auth.app_mean, s.auth)
         count = s.auth.rps * s.seconds
-        out.append(Waterfall("token", count, "token service", s.auth.app_mean, tuple(segments)))
+        out.append(Waterfall("token", count, observer or "token service", total, tuple(segments)))
     if s.registry is not None:
         for name, (count, mean, _p99) in s.registry.handlers.items():
             if mean is None:
                 continue
             segments = []
+            total, observer = _outside(segments, clients.get(name), mean)
             _registry(segments, name, mean, s.registry)
-            out.append(Waterfall(name, count, "registry", mean, tuple(segments)))
+            out.append(Waterfall(name, count, observer or "registry", total, tuple(segments)))
     return out[:limit]
+
+
+def _outside(
+    segments: list[Segment], client: ClientStage | None, inside: float
+) -> tuple[float, str | None]:
+    """Without the proxy's per-request times (Prometheus): the client's total, and all that
+    happened outside the tier (network, proxy, waiting for a worker) as one segment."""
+    if client is None or client.mean_ms is None:
+        return inside, None
+    total = client.mean_ms / 1000
+    _seg(segments, "client: network, proxy, waiting for a worker", "generator", total - inside)
+    return total, "client"
