@@ -11,12 +11,14 @@ flows than the baseline by more than the noise tune measured. Every stack is sto
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.stacks import keelhaul, running_stack
+from support.stacks import clean_env, keelhaul, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +99,28 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     assert done.returncode == 9 and "--goal" in done.stderr
     done = keelhaul("tune", "--users", "3", "--rate", "5/s")
     assert done.returncode == 9 and "exclude each other" in done.stderr
+
+
+def test_a_remote_stack_is_diagnosed_once_and_nothing_is_applied(tmp_path: Path) -> None:
+    knobs = ("--no-credential-cache", "--bcrypt-cost", "12", "--auth-workers", "2", "--monitoring")
+    with running_stack(tmp_path / "s", *knobs) as info:
+        before = json.loads((info.dir / "stack.json").read_text())
+        done = subprocess.run(
+            [sys.executable, "-m", "keelhaul", "tune", "--target", info.entry,
+             "-u", "admin", "--password-stdin", "--prometheus", info.raw["prometheus"],
+             "--mix", "login=1", "--users", "8", "--duration", STEP_S,
+             "--out", str(tmp_path / "out")],
+            input=info.password("admin"), capture_output=True, text=True,
+            env=clean_env(), timeout=TUNE_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        after = json.loads((info.dir / "stack.json").read_text())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recommended, NOT applied" in done.stdout
+    assert "credential cache on" in done.stdout
+    assert info.password("admin") not in done.stdout + done.stderr
+    doc = json.loads((tmp_path / "out" / "journey.json").read_text())
+    assert doc["remote"] is True and [s["outcome"] for s in doc["steps"]] == ["recommended"]
+    assert doc["steps"][0]["verdict"]["tier"] == "token_cpu"
+    # nothing changed: same knobs, same processes
+    assert after["settings"] == before["settings"] and after["pids"] == before["pids"]
+    assert not (tmp_path / "out" / "tuned.env").exists()
