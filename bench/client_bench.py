@@ -34,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keelhaul.client.auth import Credentials, repository_scope
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.layout import LayoutWriter, read_layout, write_image
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials, repository_scope
 from keelhaul.stack.stack import Stack
 
 RESULTS = Path(__file__).parent / "results" / "client.json"
