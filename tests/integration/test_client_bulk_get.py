@@ -43,7 +43,7 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             auth, ranged = self.headers.get("Authorization"), self.headers.get("Range")
             served.requests.append((self.path, auth, ranged, self.client_address[1]))
             if self.path.startswith("/v2/app/blobs/") and served.redirect_to:
