@@ -112,7 +112,8 @@ def test_bad_yaml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
 
 def test_gunicorn_defaults_are_the_field_reports() -> None:
     opts = gunicorn_options(ServerSettings(), cpu_count=3)
-    assert opts["workers"] == 6 and opts["worker_class"] == "gevent"
+    assert opts["workers"] == 6
+    assert opts["worker_class"] == "keelhaul.auth.worker.OneWriteGeventWorker"
     assert opts["worker_connections"] == 1000 and opts["timeout"] == 180
     assert opts["control_socket_disable"] is True
     opts = gunicorn_options(

@@ -19,7 +19,12 @@ from keelhaul.auth.settings import AuthSettings, ServerSettings, load_with_overr
 
 __all__ = ["gunicorn_options", "serve", "yield_per_request"]
 
-_WORKER_CLASSES = {"gevent": "gevent", "sync": "sync", "gthread": "gthread"}
+# gevent: gunicorn's worker with one write per response and a yield per request (worker.py)
+_WORKER_CLASSES = {
+    "gevent": "keelhaul.auth.worker.OneWriteGeventWorker",
+    "sync": "sync",
+    "gthread": "gthread",
+}
 
 
 def gunicorn_options(server: ServerSettings, cpu_count: int | None = None) -> dict[str, Any]:
@@ -101,6 +106,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
             k: options[k]
             for k in ("bind", "workers", "worker_class", "worker_connections", "threads", "timeout")
         }
+        shown["worker_class"] = self.settings.server.worker_class  # the setting's name
 
         def when_ready(server: Any) -> None:
             server.log.info("keelhaul auth: effective server settings %s", shown)
@@ -110,10 +116,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from keelhaul.auth.app import create_app
 
-        app = create_app(self.settings)
-        if self.settings.server.worker_class == "gevent":
-            return yield_per_request(app)
-        return app
+        return create_app(self.settings)  # the gevent worker yields per request itself
 
 
 def serve(settings: AuthSettings, path: Path | None, overrides: Mapping[str, Any]) -> None:
