@@ -273,6 +273,7 @@ class _Endpoints:
                 "outcome": outcome,
                 "status": status,
                 "cache": progress.cache,
+                "reused": progress.reused,
                 "duration_ms": round(elapsed * 1000, 3),
             }
         )
