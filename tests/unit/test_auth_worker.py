@@ -25,6 +25,9 @@ class Recording:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def sendfile(self, *args: object) -> int:
+        raise AssertionError("not called in these tests")
+
 
 def _pair() -> tuple[Recording, socket.socket]:
     left, right = socket.socketpair()
@@ -57,5 +60,9 @@ def test_a_response_without_a_body_is_flushed_and_sendfile_gets_the_headers_firs
     assert again.fileno() == raw.fileno()
     assert raw.writes[-1] == b"HEAD"
     assert peer.recv(100) == b"HTTP/1.1 204 No Content\r\n\r\nHEAD"
+    third = OneWriteSocket(raw)
+    third.sendall(b"headers;")
+    assert third.sendfile is not None  # gunicorn's sendfile path: flushed before it writes
+    assert raw.writes[-1] == b"headers;"
     raw.sock.close()
     peer.close()

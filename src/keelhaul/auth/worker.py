@@ -59,8 +59,8 @@ class OneWriteSocket:
         return int(self._sock.fileno())
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("shutdown", "close"):
-            self.flush_quietly()
+        if name in ("sendfile", "send", "shutdown", "close"):
+            self.flush_quietly()  # anything else that writes or ends: the headers go first
         return getattr(self._sock, name)
 
     def flush_quietly(self) -> None:
