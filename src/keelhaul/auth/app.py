@@ -246,13 +246,14 @@ class _Endpoints:
     ) -> None:
         m = self.metrics
         grant = req.grant if req is not None else "unknown"
-        m.requests_for(outcome, grant).inc()
-        m.request_seconds_for(outcome).observe(elapsed)
+        m.add(m.requests_for(outcome, grant))
+        m.observe(m.request_seconds_for(outcome), elapsed)
         cache_label = progress.cache or "none"
         for stage, seconds in progress.stages.items():
-            m.stage_seconds_for(stage, cache_label if stage == "authn" else "").observe(seconds)
+            m.observe(m.stage_seconds_for(stage, cache_label if stage == "authn" else ""), seconds)
         if progress.cache is not None:
-            m.cache_for(progress.cache).inc()
+            m.add(m.cache_for(progress.cache))
+        m.settle()
         shared = self.parts.shared
         if shared is not None and shared.degraded != self._degraded_shown:
             self._degraded_shown = shared.degraded  # a gauge write only on change
@@ -417,6 +418,7 @@ def shutdown(app: Flask) -> None:
     if not ext:
         return
     ext["endpoints"].audit.close()
+    ext["endpoints"].metrics.close()
     shared = ext["parts"].shared
     if shared is not None:
         shared.close()
