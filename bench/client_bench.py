@@ -1,19 +1,23 @@
-"""make bench-client: keelhaul's registry client against curl (pull) and skopeo (push).
+"""make bench-client: keelhaul's registry client against curl and skopeo.
 
 On a fresh stack in a temp dir, with a 256 MiB single-layer image (incompressible data):
 
   pull   keelhaul pull REF into an OCI layout (manifest + blob, sha256-verified, written to
          disk), against curl fetching the same blob URL with the same bearer token into a
-         file (no verification). Target: keelhaul >= 0.9 x curl's bytes/s.
+         file (no verification; target: keelhaul >= 0.85 x curl's bytes/s), and against
+         skopeo copy docker://REF oci:DIR (verifies digests, like keelhaul; the peer:
+         keelhaul faster).
   push   keelhaul push of the layout, against skopeo copy oci:LAYOUT docker://REF, each into
-         a repository that lacks the blob. Target: keelhaul at least as fast.
+         a repository that lacks the blob. Target: keelhaul >= 1.2 x skopeo.
 
 Two rows are for information: keelhaul's pull without verification, and curl followed by
 sha256sum (the like-for-like comparison: what it takes to know curl's bytes are right).
 
 Each run uses an image (pushes) or output file (pulls) of its own so that no tool finds
 its work already done; the figure is the median of --runs runs, alternating the tools.
-Every tool shares the machine's cores with the registry, so only the ratios matter.
+Every row also gives the client's CPU-seconds (user + system; the registry's are not
+counted), which survive a busy machine better than wall time. Every tool shares the
+machine's cores with the registry, so only ratios measured in one run matter.
 Writes bench/results/client.json and prints a table.
 """
 
@@ -24,6 +28,7 @@ import base64
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,10 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keelhaul.client.auth import Credentials, repository_scope
+from keelhaul.atomicfile import write_text
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.layout import LayoutWriter, read_layout, write_image
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials, repository_scope
 from keelhaul.stack.stack import Stack
 
 RESULTS = Path(__file__).parent / "results" / "client.json"
@@ -52,10 +58,23 @@ def _version(argv: list[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if out.stdout or out.stderr else ""
 
 
-def _timed(action: Callable[[], None]) -> float:
+_CPU_SPENT = [0.0]
+"""CPU-seconds of the timed actions since the caller last reset it (one row, one run)."""
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(action: Callable[[], object]) -> float:
+    cpu = _cpu()
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    _CPU_SPENT[0] += _cpu() - cpu
+    return seconds
 
 
 def _client(host: str, user: str, password: str) -> RegistryClient:
@@ -100,6 +119,39 @@ def _curl(curl: str, url: str, token: str, workdir: Path, target: Path) -> float
         headers.unlink()
 
 
+def _push_runs(
+    workdir: Path,
+    host: str,
+    password: str,
+    authfile: Path,
+    skopeo_env: dict[str, str],
+    size: int,
+    runs: int,
+    times: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+) -> None:
+    """Every run pushes an image of its own into a repository of its own."""
+    skopeo = shutil.which("skopeo") or "/usr/bin/skopeo"
+    for run in range(runs):
+        for tool in ("keelhaul push", "skopeo copy"):
+            _CPU_SPENT[0] = 0.0
+            seed = 1000 + 2 * run + (tool == "skopeo copy")
+            layout = workdir / f"push-{seed}"
+            write_image(layout, layers=1, layer_size=size, seed=seed)
+            repo = f"admin/bench-push-{seed}"
+            if tool == "keelhaul push":
+                times[tool].append(_push_keelhaul(host, password, layout, repo))
+            else:
+                argv = [
+                    skopeo, "--insecure-policy", "copy", "--dest-tls-verify=false",
+                    "--dest-authfile", str(authfile), f"oci:{layout}:latest",
+                    f"docker://{host}/{repo}:1",
+                ]  # fmt: skip
+                times[tool].append(_run(argv, skopeo_env))
+            cpu.setdefault(tool, []).append(_CPU_SPENT[0])
+            shutil.rmtree(layout)
+
+
 def bench(workdir: Path, *, size: int, runs: int) -> dict[str, Any]:
     stack = Stack(workdir / "stack")
     state = stack.up()
@@ -116,24 +168,9 @@ def bench(workdir: Path, *, size: int, runs: int) -> dict[str, Any]:
         "keelhaul push": [],
         "skopeo copy": [],
     }
+    cpu: dict[str, list[float]] = {}
     try:
-        # --- push: every run pushes an image of its own into a repository of its own
-        for run in range(runs):
-            for tool in ("keelhaul push", "skopeo copy"):
-                seed = 1000 + 2 * run + (tool == "skopeo copy")
-                layout = workdir / f"push-{seed}"
-                write_image(layout, layers=1, layer_size=size, seed=seed)
-                repo = f"admin/bench-push-{seed}"
-                if tool == "keelhaul push":
-                    times[tool].append(_push_keelhaul(host, password, layout, repo))
-                else:
-                    argv = [
-                        skopeo, "--insecure-policy", "copy", "--dest-tls-verify=false",
-                        "--dest-authfile", str(authfile), f"oci:{layout}:latest",
-                        f"docker://{host}/{repo}:1",
-                    ]  # fmt: skip
-                    times[tool].append(_run(argv, skopeo_env))
-                shutil.rmtree(layout)
+        _push_runs(workdir, host, password, authfile, skopeo_env, size, runs, times, cpu)
         # --- pull: the first pushed image, into fresh files each time; the order of the
         # tools alternates from run to run so that none always follows the same one
         repo = "admin/bench-push-1000"
@@ -163,18 +200,38 @@ def bench(workdir: Path, *, size: int, runs: int) -> dict[str, Any]:
                 finally:
                     target.unlink(missing_ok=True)
 
+            def skopeo_pull(run: int) -> float:
+                target = workdir / f"skopeo-pull-{run}"
+                argv = [
+                    skopeo, "--insecure-policy", "copy", "--src-tls-verify=false",
+                    "--src-authfile", str(authfile), f"docker://{host}/{repo}:1",
+                    f"oci:{target}:latest",
+                ]  # fmt: skip
+                try:
+                    return _run(argv, skopeo_env)
+                finally:
+                    shutil.rmtree(target, ignore_errors=True)
+
             steps: list[tuple[str, Callable[[int], float]]] = [
                 ("keelhaul pull", lambda run: keelhaul_pull(run, True)),
                 ("curl", lambda run: curl_pull(run, False)),
+                ("skopeo pull", skopeo_pull),
                 ("keelhaul pull, unverified", lambda run: keelhaul_pull(run, False)),
                 ("curl + sha256sum", lambda run: curl_pull(run, True)),
             ]
             for run in range(runs):
                 for name, step in steps if run % 2 == 0 else steps[::-1]:
+                    _CPU_SPENT[0] = 0.0
                     times.setdefault(name, []).append(step(run))
+                    cpu.setdefault(name, []).append(_CPU_SPENT[0])
     finally:
         stack.down()
-    return {"times": times, "blob_bytes": layer.size, "settings": state.settings}
+    return {
+        "times": times,
+        "cpu": cpu,
+        "blob_bytes": layer.size,
+        "settings": state.settings,
+    }
 
 
 def _rate(size: int, seconds: float) -> float:
@@ -191,13 +248,16 @@ def main() -> int:
     size = measured["blob_bytes"]
     medians = {tool: statistics.median(ts) for tool, ts in measured["times"].items()}
     rates = {tool: _rate(size, s) for tool, s in medians.items()}
+    cpu = {tool: statistics.median(cs) for tool, cs in measured["cpu"].items()}
     pull_ratio = rates["keelhaul pull"] / rates["curl"]
+    peer_ratio = rates["keelhaul pull"] / rates["skopeo pull"]
     push_ratio = rates["keelhaul push"] / rates["skopeo copy"]
     print(f"\nkeelhaul client bench: one {size / MIB:.0f} MiB layer, median of {args.runs} runs\n")
-    print(f"{'':<8} {'tool':<26} {'median s':>7} {'MiB/s':>8}   what [runs, s]")
+    print(f"{'':<8} {'tool':<26} {'median s':>8} {'MiB/s':>8} {'CPU s':>6}   what [runs, s]")
     rows = (
         ("pull", "keelhaul pull", "verified, into an OCI layout"),
         ("pull", "curl", "same blob URL and token, into a file"),
+        ("pull", "skopeo pull", "docker:// to oci: (verifies digests)"),
         ("push", "keelhaul push", "OCI layout to a repository without the blob"),
         ("push", "skopeo copy", "the same, oci: to docker://"),
         ("(info)", "keelhaul pull, unverified", "what the sha256 costs keelhaul"),
@@ -205,13 +265,18 @@ def main() -> int:
     )
     for op, tool, note in rows:
         runs = ", ".join(f"{t:.2f}" for t in measured["times"][tool])
-        print(f"{op:<8} {tool:<26} {medians[tool]:>7.2f} {rates[tool]:>8.1f}   {note} [{runs}]")
-    pull_ok = pull_ratio >= 0.9
-    push_ok = push_ratio >= 1.0
+        print(
+            f"{op:<8} {tool:<26} {medians[tool]:>8.2f} {rates[tool]:>8.1f} {cpu[tool]:>6.2f}"
+            f"   {note} [{runs}]"
+        )
+    pull_ok = pull_ratio >= 0.85
+    peer_ok = peer_ratio > 1.0
+    push_ok = push_ratio >= 1.2
     verdict = {True: "met", False: "MISSED"}
     print()
-    print(f"pull: keelhaul / curl   = {pull_ratio:.2f}  (target >= 0.90: {verdict[pull_ok]})")
-    print(f"push: keelhaul / skopeo = {push_ratio:.2f}  (target >= 1.00: {verdict[push_ok]})")
+    print(f"pull: keelhaul / curl        = {pull_ratio:.2f}  (target >= 0.85: {verdict[pull_ok]})")
+    print(f"pull: keelhaul / skopeo pull = {peer_ratio:.2f}  (target > 1: {verdict[peer_ok]})")
+    print(f"push: keelhaul / skopeo      = {push_ratio:.2f}  (target >= 1.2: {verdict[push_ok]})")
     document = {
         "benchmark": "client",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -230,18 +295,22 @@ def main() -> int:
         "seconds": measured["times"],
         "median_seconds": medians,
         "mib_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "cpu_seconds": measured["cpu"],
+        "median_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "ratios": {
             "pull_keelhaul_over_curl": round(pull_ratio, 3),
+            "pull_keelhaul_over_skopeo_pull": round(peer_ratio, 3),
             "push_keelhaul_over_skopeo": round(push_ratio, 3),
         },
         "targets": {
-            "pull": {"min_ratio": 0.9, "met": pull_ok},
-            "push": {"min_ratio": 1.0, "met": push_ok},
+            "pull": {"min_ratio": 0.85, "met": pull_ok},
+            "pull_vs_skopeo": {"min_ratio": 1.0, "met": peer_ok},
+            "push": {"min_ratio": 1.2, "met": push_ok},
         },
+        "note": "measured on a shared 2-core machine (~6 engineers at work): compare ratios",
         "stack_settings": measured["settings"],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    write_text(RESULTS, json.dumps(document, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")
     return 0
 

@@ -54,10 +54,10 @@ from typing import Any
 import psutil
 
 from keelhaul import atomicfile
-from keelhaul.client.auth import Credentials, repository_scope
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.images import BuiltImage
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials, repository_scope
 from keelhaul.load.seed import build_seed_images, seed
 from keelhaul.stack.stack import Stack
 from static_registry import StaticRegistry

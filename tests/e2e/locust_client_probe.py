@@ -15,10 +15,10 @@ import sys
 from locust.contrib.fasthttp import FastHttpSession  # first: patches the process
 from locust.env import Environment
 
-from keelhaul.client.auth import Credentials
 from keelhaul.client.images import build_image
 from keelhaul.client.locust_transport import LocustTransport
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials
 
 
 def main(registry: str, user: str, password: str, repo: str) -> int:

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from keelhaul.client.auth import Credentials
 from keelhaul.client.blobs import BytesSink, BytesSource
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.images import build_image
 from keelhaul.client.layout import LayoutWriter
 from keelhaul.client.media import Descriptor, parse_platform
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials
 from keelhaul.client.transport import Request, Response
 from keelhaul.errors import (
     ConnectionDropped,

@@ -22,9 +22,9 @@ import pytest
 import redis
 
 from keelhaul.auth.authn.htpasswd import hash_password
-from keelhaul.client.auth import Credentials
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials
 from keelhaul.errors import KeelhaulError
 
 pytestmark = pytest.mark.e2e

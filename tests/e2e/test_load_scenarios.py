@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import pytest
 
-from keelhaul.client.auth import Credentials
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials
 from keelhaul.errors import RepositoryNotFound
 
 if TYPE_CHECKING:

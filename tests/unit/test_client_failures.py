@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from keelhaul.cli.image_cmd import parse_size
 from keelhaul.client.failures import What, error_codes, registry_error
 from keelhaul.client.transport import Headers
 from keelhaul.errors import (
@@ -19,6 +18,7 @@ from keelhaul.errors import (
     RepositoryNotFound,
     UnsupportedMediaType,
 )
+from keelhaul.units import parse_size
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from keelhaul.client.auth import Credentials
+from keelhaul.client.tokens import Credentials
 from keelhaul.errors import LoadError
 from keelhaul.load.mix import parse_mix
 from keelhaul.load.scenarios import FLOW_ENTRIES, SCENARIOS, Scenario, scenario

@@ -28,6 +28,7 @@ actions, as cesanta/docker_auth does; the registry reads that as no access.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ __all__ = ["Acl", "Principal"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_MAX_DECISIONS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +179,14 @@ class Acl:
     are asked for, and only up to the rule that decides.
     """
 
-    __slots__ = ("_fresh_memo", "_rules")
+    __slots__ = ("_decisions", "_fresh_memo", "_rules", "_uses_ip", "version")
 
-    def __init__(self, rules: Sequence[_Rule]) -> None:
+    def __init__(self, rules: Sequence[_Rule], version: str = "") -> None:
         self._rules = tuple(rules)
+        self.version = version
+        """Which rules these are (a digest of their settings): part of every memo key."""
+        self._uses_ip = any(rule.network is not None for rule in self._rules)
+        self._decisions: dict[tuple[object, ...], tuple[Scope, ...]] = {}
         # rules that say nothing about the principal fit every principal: no need to test
         self._fresh_memo: list[bool | None] = [
             None if rule.about_principal else True for rule in self._rules
@@ -188,7 +195,9 @@ class Acl:
     @classmethod
     def compile(cls, rules: Sequence[AclRule]) -> Acl:
         """Precompile every pattern; raises ConfigError naming ``acl.<i>.match.<key>``."""
-        return cls([_compile_rule(i, rule) for i, rule in enumerate(rules)])
+        source = repr([rule.model_dump(mode="json") for rule in rules]).encode()
+        version = hashlib.sha256(source).hexdigest()[:16]
+        return cls([_compile_rule(i, rule) for i, rule in enumerate(rules)], version)
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -208,7 +217,26 @@ class Acl:
         return () if rule is None else rule.allow(scope.actions)
 
     def grant(self, principal: Principal, requested: Sequence[Scope]) -> list[Scope]:
-        """Every requested scope, in order, with its actions cut to what is allowed."""
+        """Every requested scope, in order, with its actions cut to what is allowed.
+
+        Decisions are memoised: a registry's clients ask the same few questions over and
+        over. The key holds everything a decision reads (the rules' :attr:`version`, the
+        account, the service, the labels, the address when a rule tests one, the scopes),
+        so a memoised
+        answer is the answer; at most :data:`_MAX_DECISIONS` are kept."""
+        labels = tuple(sorted(principal.labels.items())) if principal.labels else ()
+        ip = principal.ip if self._uses_ip else None
+        key = (self.version, principal.account, principal.service, labels, ip, tuple(requested))
+        known = self._decisions.get(key)
+        if known is not None:
+            return list(known)
+        granted = self._grant(principal, requested)
+        if len(self._decisions) >= _MAX_DECISIONS:
+            self._decisions.clear()  # simple and thread-safe; refills in a few requests
+        self._decisions[key] = tuple(granted)
+        return granted
+
+    def _grant(self, principal: Principal, requested: Sequence[Scope]) -> list[Scope]:
         memo = self._fresh_memo.copy()
         granted: list[Scope] = []
         for scope in requested:

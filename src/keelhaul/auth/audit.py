@@ -33,6 +33,8 @@ class AuditLog:
         self._fd = 2  # stderr unless a file is configured
         self._inode = 0
         self._checked = 0.0
+        self._second = -1
+        self._stamp = ""
         if self.enabled and self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
@@ -56,6 +58,14 @@ class AuditLog:
             old = self._fd
             self._open()
             os.close(old)
+
+    def timestamp(self, now: float | None = None) -> str:
+        """UTC ``YYYY-MM-DDTHH:MM:SSZ``, formatted once per second (the lines' ``ts``)."""
+        second = int(time.time() if now is None else now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        return self._stamp
 
     def record(self, fields: Mapping[str, object]) -> None:
         if not self.enabled:

@@ -3,12 +3,26 @@
 Under gunicorn with several workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory
 (``keelhaul stack up`` does): every worker writes its samples there and ``/metrics``, served
 by any worker, aggregates all of them.
+
+A token request's counters and histograms (a dozen values) are batched: :meth:`Metrics.add`
+and :meth:`Metrics.observe` add to plain numbers, which are written to the (multiprocess,
+locked, mmap'd) values at most :data:`FLUSH_SECONDS` later: by the next request after that
+time (:meth:`Metrics.settle`), by a scrape of this worker, or by a flusher thread (a
+greenlet under gevent) that wakes while something is pending, so an idle worker's last
+requests are not left out. In a call graph of the warm path the per-value writes were ~7%
+of the workers' samples. The in-flight gauge is written at once: it is a level, read each
+second by the diagnosis.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +34,9 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["Metrics"]
+__all__ = ["FLUSH_SECONDS", "Metrics"]
+
+FLUSH_SECONDS = 0.05
 
 # Sub-millisecond resolution where the warm path lives, up to the bcrypt-bound cold path.
 _BUCKETS = (
@@ -44,7 +60,12 @@ _BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -101,7 +122,78 @@ class Metrics:
         self.stage_seconds_for = functools.cache(self.stage_seconds.labels)
         self.cache_for = functools.cache(self.cache.labels)
 
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[Any, float] = {}
+        self._histograms: dict[Any, list[float]] = {}  # child -> [sum, count per bucket...]
+        self._bounds = [*_BUCKETS, float("inf")]
+        self._flushed = clock()
+        self._pending = threading.Event()
+        self._stopped = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def add(self, child: Any, amount: float = 1.0) -> None:
+        """A counter child's increment, batched."""
+        with self._lock:
+            self._counts[child] = self._counts.get(child, 0.0) + amount
+        self._wake()
+
+    def observe(self, child: Any, value: float) -> None:
+        """A histogram child's observation, batched (the bucket as ``observe`` picks it)."""
+        with self._lock:
+            pending = self._histograms.get(child)
+            if pending is None:
+                pending = self._histograms[child] = [0.0] * (len(self._bounds) + 1)
+            pending[0] += value
+            pending[1 + bisect.bisect_left(self._bounds, value)] += 1
+        self._wake()
+
+    def settle(self) -> None:
+        """Write what is batched if the last write is :data:`FLUSH_SECONDS` old."""
+        if self._clock() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    def _wake(self) -> None:
+        if not self._pending.is_set():
+            self._pending.set()
+            if self._flusher is None and not self._stopped.is_set():
+                self._flusher = threading.Thread(
+                    target=self._flush_while_pending, name="keelhaul-metrics", daemon=True
+                )
+                self._flusher.start()
+
+    def _flush_while_pending(self) -> None:
+        while not self._stopped.is_set():
+            self._pending.wait()
+            if self._stopped.wait(FLUSH_SECONDS):
+                return
+            self.flush()
+
+    def close(self) -> None:
+        """Write what is batched and stop the flusher (for tests and embedding)."""
+        self._stopped.set()
+        self._pending.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            histograms, self._histograms = self._histograms, {}
+            self._flushed = self._clock()
+            self._pending.clear()
+        for child, amount in counts.items():
+            child.inc(amount)
+        for child, pending in histograms.items():
+            # prometheus_client 0.26's Histogram child: one value for the sum, one per bucket
+            child._sum.inc(pending[0])
+            for index, n in enumerate(pending[1:]):
+                if n:
+                    child._buckets[index].inc(n)
+
     def render(self) -> tuple[bytes, str]:
+        self.flush()
         if self.multiprocess:
             collecting = CollectorRegistry()
             MultiProcessCollector(collecting)  # type: ignore[no-untyped-call]

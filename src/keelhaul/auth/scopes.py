@@ -34,31 +34,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from keelhaul.errors import ScopeError
+from keelhaul.names import COMPONENT_RE, HOSTNAME_RE, NAME
 
 __all__ = ["Scope", "parse_scope", "parse_scopes"]
 
 _QUOTE_LIMIT = 64
 
 _TYPE_VALUE = r"[a-z0-9]+"
-# Same languages as the spec's, written so that each part has one way to match and may be
-# possessive (``++``, ``*+``): a name that fails costs one pass, not a backtracking search.
-# The spec's separator ``[-]*`` may be empty, which only glues alpha-numerics together, so
-# ``-+`` says the same without the (a+)+ shape that backtracks exponentially.
-_HOST_COMPONENT = r"[a-zA-Z0-9]++(?:-++[a-zA-Z0-9]++)*+"
-_HOSTNAME = rf"{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*+(?::[0-9]++)?+"
-_COMPONENT = r"[a-z0-9]++(?:(?:__|[_.]|-++)[a-z0-9]++)*+"
-_NAME = rf"(?:{_HOSTNAME}/)?{_COMPONENT}(?:/{_COMPONENT})*"
 _ACTION = r"(?:[a-z]*|\*)"
 
 _SCOPE_RE = re.compile(
     rf"(?P<type>{_TYPE_VALUE})(?:\((?P<cls>{_TYPE_VALUE})\))?"
-    rf":(?P<name>{_NAME})"
+    rf":(?P<name>{NAME})"
     rf":(?P<actions>{_ACTION}(?:,{_ACTION})*)"
 )
 _TYPE_RE = re.compile(rf"{_TYPE_VALUE}(?:\({_TYPE_VALUE}\))?")
 _ACTION_RE = re.compile(_ACTION)
-_HOSTNAME_RE = re.compile(_HOSTNAME)
-_COMPONENT_RE = re.compile(_COMPONENT)
 _COMPONENT_CHARS_RE = re.compile(r"[a-z0-9._-]+")
 _SEPARATOR_CHARS = "._-"
 
@@ -201,8 +192,8 @@ def _diagnose_name(name: str) -> str:
         return "resource name has an empty path component ('//')"
     parts = name.split("/")
     head, offset = parts[0], 1
-    if len(parts) > 1 and _COMPONENT_RE.fullmatch(head) is None:
-        if _HOSTNAME_RE.fullmatch(head) is not None:
+    if len(parts) > 1 and COMPONENT_RE.fullmatch(head) is None:
+        if HOSTNAME_RE.fullmatch(head) is not None:
             parts, offset = parts[1:], 2
         elif ":" in head:
             _, _, port = head.partition(":")
@@ -225,7 +216,7 @@ def _diagnose_name(name: str) -> str:
 
 
 def _diagnose_component(component: str) -> str:
-    if _COMPONENT_RE.fullmatch(component) is not None:
+    if COMPONENT_RE.fullmatch(component) is not None:
         return ""
     if any(c.isupper() for c in component):
         return "has uppercase letters (repository names are lowercase)"

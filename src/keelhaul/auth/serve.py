@@ -23,7 +23,7 @@ from keelhaul.auth.settings import (
     load_with_overrides,
 )
 
-__all__ = ["WORKER_CLASSES", "gunicorn_options", "serve", "yield_per_request"]
+__all__ = ["WORKER_CLASSES", "gunicorn_options", "serve"]
 
 WORKER_CLASSES: dict[str, str] = {
     "gevent": "keelhaul.auth.workers.JsonGeventWorker",
@@ -66,24 +66,6 @@ def gunicorn_options(
         "control_socket_disable": server.control_socket is None,
         **({"control_socket": str(server.control_socket)} if server.control_socket else {}),
     }
-
-
-def yield_per_request(app: Any) -> Any:
-    """Let other ready connections go first at the start of every request (gevent only).
-
-    A greenlet that has just answered on a keep-alive connection reads the next request; if
-    the client has already sent it, the read returns at once and the greenlet never yields,
-    so under load a few connections monopolise the worker while others wait for seconds.
-    Measured on one worker, constant-200 app, wrk -c64: p99 526 ms without, 17 ms with
-    (bench/results/token.json has the token service's figures). Cost: one greenlet switch.
-    """
-    import gevent
-
-    def wrapped(environ: Any, start_response: Any) -> Any:
-        gevent.sleep(0)
-        return app(environ, start_response)
-
-    return wrapped
 
 
 def _clear_multiprocess_dir() -> None:
@@ -129,10 +111,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from keelhaul.auth.app import create_app
 
-        app = create_app(self.settings)
-        if self.settings.server.worker_class == "gevent":
-            return yield_per_request(app)
-        return app
+        return create_app(self.settings)  # the gevent worker yields per request itself
 
 
 def serve(settings: AuthSettings, path: Path | None, overrides: Mapping[str, Any]) -> None:

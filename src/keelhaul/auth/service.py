@@ -7,9 +7,10 @@ Clock, ids and the stage timer are injected so the whole flow runs in unit tests
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +63,21 @@ class Progress:
     requested: list[Scope] = field(default_factory=list)
     cache: CacheResult | None = None
     stages: dict[Stage, float] = field(default_factory=dict)
+    reused: bool = False
+    """The answer carries a token signed moments ago for the same account and access."""
+
+
+MAX_REUSE_SECONDS = 10.0
+_MAX_SIGNED = 4096
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client address, parsed once per address (clients come back); None if junk."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def _scope_param(granted: list[Scope]) -> str:
@@ -80,7 +96,8 @@ class TokenService:
         refresh: RefreshTokens,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
+        reuse_seconds: float = 0.0,
     ) -> None:
         self.settings = settings
         self.authenticator = authenticator
@@ -90,6 +107,47 @@ class TokenService:
         self._clock = clock
         self._timer = timer
         self._new_id = new_id
+        # reuse of a signed token: at most 10 s and a 30th of the lifetime (see _signed_token)
+        limit = min(MAX_REUSE_SECONDS, settings.token.expiration / 30)
+        self._reuse_seconds = max(0.0, min(reuse_seconds, limit))
+        self._signed: dict[tuple[object, ...], tuple[str, int]] = {}
+
+    def _signed_token(
+        self, subject: str, granted: list[Scope], now: float, p: Progress
+    ) -> tuple[str, int]:
+        """A signed token for ``subject`` and ``granted``, and when it was issued.
+
+        With ``reuse_seconds`` > 0, a token signed for the same account, the same granted
+        access and the same signing key at most that long ago is handed out again instead
+        of signing anew. The rule that keeps this safe: every request is still
+        authenticated (throttle included), authorized and audited, so a user who lost a
+        password or a grant gets nothing; only the signature is shared. The window is at
+        most 10 s and a 30th of the lifetime, the answer's ``expires_in`` is what is left
+        (so a client never holds a token longer than it is valid, and gets at least 29/30
+        of the lifetime it expects) and ``issued_at`` is the token's own. Off by default.
+        """
+        tok = self.settings.token
+        key = (self.keys.signer.kid, subject, tuple(granted)) if self._reuse_seconds else None
+        if key is not None:
+            known = self._signed.get(key)
+            if known is not None and 0 <= now - known[1] <= self._reuse_seconds:
+                p.reused = True
+                return known
+        claims = build_claims(
+            issuer=tok.issuer,
+            audience=tok.service,
+            subject=subject,
+            access=granted,
+            now=int(now),
+            ttl=tok.expiration,
+            jwt_id=self._new_id(),
+        )
+        signed = (self.keys.sign(claims), int(now))
+        if key is not None:
+            if len(self._signed) >= _MAX_SIGNED:
+                self._signed.clear()
+            self._signed[key] = signed
+        return signed
 
     def issue(self, req: TokenRequest, progress: Progress | None = None) -> Issued:
         p = progress if progress is not None else Progress()
@@ -108,10 +166,7 @@ class TokenService:
         p.requested = parse_scopes(
             req.scopes, max_scopes=lim.max_scopes, max_length=lim.max_scope_length
         )
-        try:
-            ip = ipaddress.ip_address(req.client_ip) if req.client_ip else None
-        except ValueError:
-            ip = None
+        ip = _address(req.client_ip) if req.client_ip else None
         t1 = self._timer()
         p.stages["parse"] = t1 - t0
 
@@ -153,23 +208,14 @@ class TokenService:
 
         # --- sign
         now = self._clock()
-        claims = build_claims(
-            issuer=tok.issuer,
-            audience=tok.service,
-            subject=principal.account,
-            access=granted,
-            now=int(now),
-            ttl=tok.expiration,
-            jwt_id=self._new_id(),
-        )
-        token = self.keys.sign(claims)
+        token, issued = self._signed_token(principal.account, granted, now, p)
         refresh = None
         if req.offline and user is not None:
             refresh = self.refresh.issue(user, tok.service)
         body = token_response(
             token=token,
-            ttl=tok.expiration,
-            issued_at=datetime.fromtimestamp(now, UTC),
+            ttl=issued + tok.expiration - int(now),  # what is left of its lifetime
+            issued_at=datetime.fromtimestamp(issued, UTC),
             refresh_token=refresh,
             scope=_scope_param(granted) if req.grant in ("password", "refresh_token") else None,
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from keelhaul.units import parse_size
+
 if TYPE_CHECKING:
     from keelhaul.client.media import Platform
     from keelhaul.client.registry import RegistryClient
@@ -28,23 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["image"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_SIZE_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
-_UNITS = {
-    None: 1, "b": 1,
-    "k": 1 << 10, "kib": 1 << 10, "kb": 1000,
-    "m": 1 << 20, "mib": 1 << 20, "mb": 1000**2,
-    "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3,
-}  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    """``1048576``, ``512k``, ``64MiB``, ``1.5g`` (k/m/g and KiB/MiB/GiB are binary)."""
-    match = _SIZE_RE.fullmatch(text)
-    if match is None:
-        raise click.BadParameter(f"{text!r}: expected a size such as 4096, 512k, 64MiB or 1g")
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 class SizeParam(click.ParamType[int, Any]):
@@ -55,8 +39,8 @@ class SizeParam(click.ParamType[int, Any]):
             return value
         try:
             return parse_size(str(value))
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _human(n: float) -> str:

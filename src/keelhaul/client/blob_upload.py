@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from keelhaul.client.auth import Scopes
 from keelhaul.client.blobs import BlobSource, Progress
 from keelhaul.client.failures import error_codes
 from keelhaul.client.session import RegistrySession
+from keelhaul.client.tokens import Scopes
 from keelhaul.client.transport import Body, Response
 from keelhaul.client.upload import UploadState, mount_url, plan_upload, start_url
 from keelhaul.errors import ConnectionDropped, DigestMismatch, RegistryClientError

@@ -22,12 +22,18 @@ __all__ = [
     "BytesBody",
     "BytesSink",
     "BytesSource",
+    "Cancelled",
     "DiscardSink",
     "HashingSink",
     "Progress",
 ]
 
 CHUNK = 1 << 20
+
+
+class Cancelled(Exception):
+    """The caller's ``cancelled()`` turned true mid-transfer (another transfer of the same
+    image failed, or the user interrupted): this one stops and keeps nothing."""
 
 
 class Progress(Protocol):

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from keelhaul.client.auth import Credentials
 from keelhaul.client.reference import DOCKER_HUB
+from keelhaul.client.tokens import Credentials
 from keelhaul.errors import CredentialsError
 
 __all__ = [

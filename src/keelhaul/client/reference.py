@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from keelhaul.client.digest import parse_digest
 from keelhaul.errors import InvalidReference
+from keelhaul.names import COMPONENT_RE
 
 __all__ = [
     "DOCKER_HUB",
@@ -30,7 +31,6 @@ DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_TAG = "latest"
 MAX_NAME = 255
 
-_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*")
 _HOST_RE = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?"
@@ -117,7 +117,7 @@ def _check_path(registry: str, path: str, original: str) -> str:
         raise InvalidReference(f"invalid reference {_quote(original)}: repository name is empty")
     components = path.split("/")
     for component in components:
-        if _COMPONENT_RE.fullmatch(component) is None:
+        if COMPONENT_RE.fullmatch(component) is None:
             hint = (
                 "repository names are lowercase"
                 if component != component.lower()

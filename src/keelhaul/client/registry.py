@@ -18,15 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from keelhaul.client import transfer
-from keelhaul.client.auth import (
-    CATALOG_SCOPE,
-    Credentials,
-    Scopes,
-    TokenMethod,
-    repository_scope,
-)
 from keelhaul.client.blob_upload import BlobOutcome, BlobUploads
-from keelhaul.client.blobs import BlobSink, DiscardSink, HashingSink, Progress
+from keelhaul.client.blobs import BlobSink, Cancelled, DiscardSink, HashingSink, Progress
 from keelhaul.client.digest import Verifier, digest_of, parse_digest
 from keelhaul.client.failures import What
 from keelhaul.client.media import (
@@ -38,6 +31,13 @@ from keelhaul.client.media import (
     parse_manifest,
 )
 from keelhaul.client.paging import first_page_url, next_page_url
+from keelhaul.client.tokens import (
+    CATALOG_SCOPE,
+    Credentials,
+    Scopes,
+    TokenMethod,
+    repository_scope,
+)
 from keelhaul.client.transport import Transport
 from keelhaul.errors import (
     ConnectionDropped,
@@ -199,7 +199,7 @@ class RegistryClient(BlobUploads):
                                 progress.advance(len(chunk))
                             if cancelled is not None and cancelled():
                                 response.fail("cancelled")
-                                raise transfer.Cancelled
+                                raise Cancelled
                     except ConnectionDropped as exc:
                         resumes += 1
                         response.fail(str(exc))

@@ -1,7 +1,7 @@
 """The request loop every registry operation goes through, and the session it keeps.
 
 :meth:`RegistrySession._call` adds the ``Authorization`` header the
-:class:`~keelhaul.client.auth.AuthState` knows, follows a ``401`` challenge (one token
+:class:`~keelhaul.client.tokens.AuthState` knows, follows a ``401`` challenge (one token
 fetch, one retry) and returns the response; :meth:`RegistrySession._check` turns an
 unexpected status into the registry's error. :class:`~keelhaul.client.registry.RegistryClient`
 adds the operations.
@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from keelhaul.client.auth import AuthState, Credentials, Scopes, TokenMethod, repository_scope
 from keelhaul.client.challenge import parse_challenges
 from keelhaul.client.failures import What, registry_error
+from keelhaul.client.tokens import AuthState, Credentials, Scopes, TokenMethod, repository_scope
 from keelhaul.client.transport import Body, Request, Response, Transport
 from keelhaul.errors import ConnectionDropped, RegistryClientError, RegistryUnauthorized
 

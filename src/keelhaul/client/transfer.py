@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from keelhaul.client.blobs import BlobSource, DiscardSink, Progress
+from keelhaul.client.blobs import BlobSource, Cancelled, DiscardSink, Progress
 from keelhaul.client.media import MANIFEST_ACCEPT, Descriptor, Manifest, Platform, select_platform
 from keelhaul.errors import UnsupportedMediaType
 
@@ -32,10 +32,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class Cancelled(Exception):
-    """Another transfer of the same image failed; this one stops."""
 
 
 class ImageSource(Protocol):

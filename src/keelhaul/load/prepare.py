@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from keelhaul.client.auth import Credentials
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.registry import RegistryClient
+from keelhaul.client.tokens import Credentials
 from keelhaul.errors import LoadError, RegistryClientError
 from keelhaul.load import seed as seeding
 from keelhaul.load.mix import MixEntry

@@ -20,7 +20,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 
 from keelhaul.errors import ConfigError
 from keelhaul.load.mix import DEFAULT_MIX, MixEntry, format_mix, parse_mix
+from keelhaul.names import is_repository_path
 from keelhaul.settings_base import FrozenModel, env_overrides, validation_problems
+from keelhaul.units import parse_size
 
 __all__ = [
     "DEFAULT_RUN_TIME_S",
@@ -39,15 +41,7 @@ MAX_SEED_BYTES = 4 << 30
 MAX_OPEN_USERS = 1000
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_SIZE_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
-_SIZE_UNITS = {
-    None: 1, "b": 1,
-    "k": 1 << 10, "kib": 1 << 10, "kb": 1000,
-    "m": 1 << 20, "mib": 1 << 20, "mb": 1000**2,
-    "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3,
-}  # fmt: skip
 _RATE_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 1 / 60, "min": 1 / 60, "h": 1 / 3600}
-_REPO_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*")
 _URL_RE = re.compile(r"(?P<scheme>https?)://(?P<host>[^/\s?#@]+)/?")
 
 
@@ -90,18 +84,8 @@ def parse_rate(text: str) -> float:
     return rate
 
 
-def parse_size(text: str) -> int:
-    """Bytes in ``1048576``, ``512k``, ``64MiB``, ``1.5g`` (k/m/g and KiB/MiB/GiB binary)."""
-    match = _SIZE_RE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a size; write e.g. 4096, 512k, 64MiB or 1g")
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
 def _check_repository(value: str, key: str) -> str:
-    parts = value.split("/")
-    if not value or any(_REPO_COMPONENT.fullmatch(p) is None for p in parts) or len(value) > 200:
+    if not is_repository_path(value) or len(value) > 200:
         raise ValueError(
             f"{value!r} is not a repository name; use lowercase a-z, 0-9 and single "
             f"'.', '_', '-' between them, components separated by '/' ({key})"

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from keelhaul.client.auth import Credentials
 from keelhaul.client.credentials import resolve_credentials
+from keelhaul.client.tokens import Credentials
 from keelhaul.errors import KeelhaulError, LoadError
 from keelhaul.load.scenarios import Scenario
 from keelhaul.load.settings import LoadSettings

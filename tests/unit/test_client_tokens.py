@@ -8,14 +8,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from keelhaul.client.auth import (
+from keelhaul.client.challenge import parse_challenges
+from keelhaul.client.tokens import (
     AuthState,
     Credentials,
     covers,
     merge_scopes,
     repository_scope,
 )
-from keelhaul.client.challenge import parse_challenges
 from keelhaul.errors import RegistryClientError, RegistryDenied, RegistryUnauthorized
 
 pytestmark = pytest.mark.unit
