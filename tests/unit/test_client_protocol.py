@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from support.fake_registry import HOST, FakeRegistry
 
 from keelhaul.client.blobs import BytesSink, BytesSource, Cancelled
 from keelhaul.client.digest import digest_of
@@ -22,6 +21,7 @@ from keelhaul.errors import (
     RegistryDenied,
     RegistryUnauthorized,
 )
+from support.fake_registry import HOST, FakeRegistry
 
 pytestmark = pytest.mark.unit
 
