@@ -147,6 +147,8 @@ class TokenService:
 
         # --- authz
         granted = self.acl.grant(principal, p.requested)
+        if user is not None and user.limit is not None:  # a robot: its allow list ∩ the ACL
+            granted = user.limit.grant(principal, granted)
         t3 = self._timer()
         p.stages["authz"] = t3 - t2
 
