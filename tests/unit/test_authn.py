@@ -199,6 +199,9 @@ class _Unreachable:
     def typical_cost(self) -> int | None:
         return None
 
+    def close(self) -> None:
+        pass
+
 
 def test_a_backend_that_cannot_decide_is_an_error_not_a_refusal() -> None:
     authn = Authenticator([_static(alice="pw"), _Unreachable()], None, dummy_cost=4)  # type: ignore[list-item]

@@ -315,6 +315,8 @@ def shutdown(app: Flask) -> None:
     if not ext:
         return
     ext["endpoints"].audit.close()
+    for backend in ext["parts"].backends:
+        backend.close()
     shared = ext["parts"].shared
     if shared is not None:
         shared.close()

@@ -87,6 +87,10 @@ class Backend(Protocol):
         """The bcrypt cost of the stored hashes (for the unknown-user dummy check), if any."""
         ...
 
+    def close(self) -> None:
+        """Release connections (the app's shutdown)."""
+        ...
+
 
 def bcrypt_cost(hashed: bytes) -> int | None:
     m = _COST.match(hashed)

@@ -147,3 +147,6 @@ class HtpasswdFile:
         for hashed in self._users.values():
             return bcrypt_cost(hashed)
         return None
+
+    def close(self) -> None:
+        pass

@@ -325,6 +325,12 @@ class LdapDirectory:
     def typical_cost(self) -> int | None:
         return None
 
+    def close(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
+
     @property
     def searches(self) -> int:
         """Searches made (service connection), for tests and metrics."""

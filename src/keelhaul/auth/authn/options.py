@@ -102,8 +102,8 @@ class LdapOptions(_Common):
     nested_depth: int = Field(default=0, ge=0, le=5, description="levels of nested groups")
     group_label: str = Field(default="group", description="label that carries the group names")
     revision_attributes: list[str] = Field(
-        default_factory=lambda: ["modifyTimestamp", "pwdChangedTime"],
-        description="attributes whose change revokes cached logins; AD: whenChanged, pwdLastSet",
+        default_factory=lambda: ["entryCSN", "modifyTimestamp", "pwdChangedTime"],
+        description="attributes whose change revokes cached logins; AD: pwdLastSet, whenChanged",
     )
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     timeout: int = Field(

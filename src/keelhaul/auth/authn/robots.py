@@ -273,3 +273,6 @@ class RobotAccounts:
 
     def typical_cost(self) -> int | None:
         return None
+
+    def close(self) -> None:
+        pass

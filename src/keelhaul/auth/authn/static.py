@@ -54,3 +54,6 @@ class StaticUsers:
         for hashed in self._hashes.values():
             return bcrypt_cost(hashed)
         return None
+
+    def close(self) -> None:
+        pass
