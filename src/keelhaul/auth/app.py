@@ -216,6 +216,7 @@ class _Endpoints:
                 "request_id": g.get("request_id"),
                 "client_ip": request.remote_addr,
                 "account": progress.account,
+                "backend": progress.backend or None,
                 "grant": grant,
                 "client_id": req.client_id if req is not None else None,
                 "service": req.service if req is not None else None,

@@ -59,6 +59,7 @@ class Progress:
     """What is known so far; the app reads it for the audit line when a stage fails."""
 
     account: str = ""
+    backend: str = ""  # which identity backend vouched (htpasswd, ldap, robots, ...)
     requested: list[Scope] = field(default_factory=list)
     cache: CacheResult | None = None
     stages: dict[Stage, float] = field(default_factory=dict)
@@ -137,6 +138,8 @@ class TokenService:
             raise BadRequest(
                 "account does not match the authenticated user", code="INVALID_REQUEST"
             )
+        if user is not None:
+            p.backend = user.backend
         principal = Principal(
             account=user.name if user is not None else "",
             labels=user.labels if user is not None else {},
