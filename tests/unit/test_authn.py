@@ -186,6 +186,7 @@ class _Unreachable:
 
     name = "dead"
     throttled = True
+    by_token = False
 
     def lookup(self, username: str) -> Account | None:
         raise BackendError("directory unreachable")
@@ -219,3 +220,29 @@ def test_refresh_token_revoked_when_static_entry_changes() -> None:
     assert tokens.verify(token, "reg", lambda name: old) is old
     with pytest.raises(Unauthorized, match="revoked"):
         tokens.verify(token, "reg", lambda name: new)
+
+
+def test_unknown_kids_refresh_the_jwks_at_most_once_per_min_refresh() -> None:
+    from keelhaul.auth.authn.oidc import OidcIssuer
+    from keelhaul.auth.authn.options import OidcOptions
+
+    fetched: list[str] = []
+
+    def http(url: str) -> dict[str, object]:
+        fetched.append(url)
+        return {"keys": []}
+
+    clock = Clock()
+    options = OidcOptions(
+        kind="oidc", issuer="https://ci", jwks_url="https://ci/jwks", audiences=["r"]
+    )
+    issuer = OidcIssuer(options, clock=clock, http=http)
+    forged = "eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.eyJpc3MiOiJodHRwczovL2NpIn0.c2ln"
+    for _ in range(5):
+        with pytest.raises(Unauthorized, match="unknown signing key"):
+            issuer.verify(forged)
+    assert fetched == ["https://ci/jwks"]
+    clock.now += options.min_refresh + 1
+    with pytest.raises(Unauthorized, match="unknown signing key"):
+        issuer.verify(forged)
+    assert len(fetched) == 2

@@ -129,12 +129,13 @@ class TokenService:
             p.account = req.username
             result = self.authenticator.authenticate(req.username, req.password, req.client_ip)
             user, p.cache = result.user, result.cache
+            p.account = user.name  # an identity token names its own account
         elif req.grant == "refresh_token":
             if not req.refresh_token:
                 raise BadRequest("refresh_token is required", code="INVALID_REQUEST")
             user = self.refresh.verify(req.refresh_token, tok.service, self.authenticator.find)
             p.account = user.name
-        if req.account and user is not None and req.account != user.name:
+        if req.account and user is not None and not user.by_token and req.account != user.name:
             raise BadRequest(
                 "account does not match the authenticated user", code="INVALID_REQUEST"
             )

@@ -37,6 +37,7 @@ __all__ = [
     "bcrypt_cost",
     "check_bcrypt",
     "labels_of",
+    "looks_like_jwt",
 ]
 
 Labels = Mapping[str, tuple[str, ...]]
@@ -61,6 +62,7 @@ class Account:
     labels: Labels = field(default_factory=dict)
     backend: str = ""
     limit: Limit | None = field(default=None, repr=False)
+    by_token: bool = False  # vouched for by a bearer token (OIDC), not by name + password
 
 
 Outcome = Account | Refusal
@@ -70,6 +72,8 @@ class Backend(Protocol):
     name: str
     throttled: bool
     """False for accounts whose secrets are random (robots): never throttled by others' failures."""
+    by_token: bool
+    """True when the password is a token that names the account (OIDC); the name is ignored."""
 
     def lookup(self, username: str) -> Account | None:
         """The account without verifying a password; cheap (memory or a short-TTL copy)."""
@@ -90,6 +94,14 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release connections (the app's shutdown)."""
         ...
+
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(password: str) -> bool:
+    """A compact JWS (an identity token given as the password)."""
+    return _JWT.fullmatch(password) is not None
 
 
 def bcrypt_cost(hashed: bytes) -> int | None:

@@ -9,7 +9,7 @@ from typing import Literal
 
 import bcrypt
 
-from keelhaul.auth.authn import BCRYPT_MAX, Account, Backend
+from keelhaul.auth.authn import BCRYPT_MAX, Account, Backend, looks_like_jwt
 from keelhaul.auth.credcache import CredentialCache
 from keelhaul.auth.throttle import Throttle
 from keelhaul.errors import TooManyRequests, Unauthorized
@@ -45,14 +45,15 @@ class Authenticator:
         throttle: Throttle | None = None,
         dummy_cost: int = 10,
     ) -> None:
-        self._backends = tuple(backends)
+        self._backends = tuple(b for b in backends if not b.by_token)
+        self._token_backends = tuple(b for b in backends if b.by_token)
         self._cache = cache
         self._throttle = throttle
         self._dummy = bcrypt.hashpw(b"keelhaul-dummy-password", bcrypt.gensalt(rounds=dummy_cost))
 
     @property
     def backends(self) -> tuple[Backend, ...]:
-        return self._backends
+        return self._backends + self._token_backends
 
     def _owner(self, username: str) -> tuple[Backend, Account] | None:
         for backend in self._backends:
@@ -71,7 +72,20 @@ class Authenticator:
             self._throttle.failed(username, client_ip)
         return Unauthorized("authentication failed: wrong username or password")
 
+    def _by_token(self, username: str, password: str) -> Account:
+        """An identity token as the password: the issuer it names verifies it (no cache,
+        no throttle: a signature check is cheap and a token cannot be guessed)."""
+        for backend in self._token_backends:
+            outcome = backend.authenticate(username, password)
+            if isinstance(outcome, Account):
+                return outcome
+            if outcome == "wrong_password":
+                break
+        raise Unauthorized("identity token refused: issuer not trusted")
+
     def authenticate(self, username: str, password: str, client_ip: str = "") -> AuthnResult:
+        if self._token_backends and looks_like_jwt(password):
+            return AuthnResult(self._by_token(username, password), "off")
         owner = self._owner(username)
         backend = owner[0] if owner is not None else None
         if owner is not None and self._cache is not None:

@@ -68,6 +68,7 @@ class HtpasswdFile:
     """Revision: the stored hash itself (so a cache entry made before an upgrade stays valid)."""
 
     throttled = True
+    by_token = False
 
     def __init__(
         self,

@@ -93,6 +93,7 @@ def _first_rdn_value(dn: str) -> str:
 
 class LdapDirectory:
     throttled = True
+    by_token = False
 
     def __init__(
         self, options: LdapOptions, *, clock: Callable[[], float] = time.monotonic

@@ -26,6 +26,7 @@ __all__ = [
     "HtpasswdOptions",
     "LdapOptions",
     "LegacyUsers",
+    "OidcOptions",
     "RobotOptions",
     "StaticOptions",
     "StaticUser",
@@ -70,6 +71,48 @@ class RobotOptions(_Common):
     kind: Literal["robots"]
     path: Path = Field(description="the robot file `keelhaul auth robot` writes")
     reload_interval: float = Field(default=2.0, gt=0, le=300, description="seconds between checks")
+
+
+_FORBIDDEN_ALGS = ("none", "HS256", "HS384", "HS512")
+
+
+class OidcOptions(_Common):
+    """A trusted issuer of CI identity tokens (GitHub Actions, GitLab CI, ...)."""
+
+    kind: Literal["oidc"]
+    issuer: str = Field(min_length=1, description="the tokens' iss, exactly")
+    jwks_url: str | None = Field(
+        default=None, description="default: jwks_uri of the issuer's discovery document"
+    )
+    audiences: list[str] = Field(min_length=1, description="accepted aud values")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    leeway: int = Field(default=60, ge=0, le=600, description="clock skew allowed, seconds")
+    account: str = Field(
+        default="{sub}", description="account name from claims, e.g. 'gha:{repository}'"
+    )
+    claim_labels: dict[str, str] = Field(
+        default_factory=dict, description="label -> claim, e.g. {repository: repository}"
+    )
+    require: dict[str, list[str]] = Field(
+        default_factory=dict, description="claim -> accepted values, e.g. {ref_protected: [true]}"
+    )
+    jwks_ttl: float = Field(default=300.0, gt=0, le=86400, description="seconds keys are reused")
+    min_refresh: float = Field(
+        default=30.0, ge=0, le=3600, description="seconds between fetches on an unknown kid"
+    )
+    http_timeout: float = Field(default=3.0, gt=0, le=60)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        for alg in value:
+            if alg in _FORBIDDEN_ALGS or alg.lower() == "none":
+                raise ValueError(
+                    f"{alg} is not allowed: only asymmetric algorithms (RS*, ES*, PS*)"
+                )
+            if not re.fullmatch(r"(RS|ES|PS)(256|384|512)|EdDSA", alg):
+                raise ValueError(f"{alg} is not a JWS algorithm keelhaul accepts")
+        return value
 
 
 class GroupSearch(FrozenModel):
@@ -143,7 +186,8 @@ class LdapOptions(_Common):
 
 
 BackendSettings = Annotated[
-    HtpasswdOptions | StaticOptions | LdapOptions | RobotOptions, Field(discriminator="kind")
+    HtpasswdOptions | StaticOptions | LdapOptions | RobotOptions | OidcOptions,
+    Field(discriminator="kind"),
 ]
 
 OldKind = Literal["static", "htpasswd"]

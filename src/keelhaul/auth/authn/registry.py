@@ -15,6 +15,7 @@ from keelhaul.auth.authn.options import (
     BackendSettings,
     HtpasswdOptions,
     LdapOptions,
+    OidcOptions,
     RobotOptions,
     StaticOptions,
 )
@@ -58,6 +59,12 @@ def _robots(o: RobotOptions) -> Backend:
     )
 
 
+def _oidc(o: OidcOptions) -> Backend:
+    from keelhaul.auth.authn.oidc import OidcIssuer
+
+    return OidcIssuer(o)
+
+
 KINDS: dict[str, BackendKind] = {
     k.kind: k
     for k in (
@@ -65,6 +72,7 @@ KINDS: dict[str, BackendKind] = {
         BackendKind("static", StaticOptions, _static, "users in the config file"),
         BackendKind("ldap", LdapOptions, _ldap, "LDAP / Active Directory: search, then bind"),
         BackendKind("robots", RobotOptions, _robots, "robot accounts (keelhaul auth robot)"),
+        BackendKind("oidc", OidcOptions, _oidc, "CI identity tokens from a trusted issuer"),
     )
 }
 

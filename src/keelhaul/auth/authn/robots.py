@@ -187,6 +187,7 @@ class RobotAccounts:
     """The token service's side: the file re-read on change; expiry checked per lookup."""
 
     throttled = False
+    by_token = False
 
     def __init__(
         self,

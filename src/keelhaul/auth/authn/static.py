@@ -20,6 +20,7 @@ def _revision(user: StaticUser) -> bytes:
 
 class StaticUsers:
     throttled = True
+    by_token = False
 
     def __init__(
         self,
