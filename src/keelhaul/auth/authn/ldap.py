@@ -17,8 +17,8 @@ Why this shape:
 * ``lookup`` answers from a short-TTL copy of the last search (``lookup_ttl``): the
   revision (DN + ``revision_attributes``) and the groups. That is what lets the credential
   cache serve a known user without touching the directory; a password change is seen
-  within ``lookup_ttl`` (a fresh search precedes every bind, so a verification is never
-  judged on a stale copy).
+  within ``lookup_ttl``. A cold login costs one search and one bind: the bind, always
+  live, is what decides, so an old password never passes on a stale copy.
 """
 
 from __future__ import annotations
@@ -284,16 +284,20 @@ class LdapDirectory:
 
     # ---------------------------------------------------------------- the contract
 
-    def lookup(self, username: str) -> Account | None:
+    def _entry(self, username: str) -> _Entry | None:
         with self._known_lock:
             entry = self._known.get(username)
         if entry is not None and entry.expires > self._clock():
-            return entry.account
-        found = self._search_user(username)
+            return entry
+        return self._search_user(username)
+
+    def lookup(self, username: str) -> Account | None:
+        found = self._entry(username)
         return found.account if found is not None else None
 
     def authenticate(self, username: str, password: str) -> Outcome:
-        found = self._search_user(username)  # fresh: never bind against a stale DN
+        # the search the lookup just made is reused: the bind below is the live check
+        found = self._entry(username)
         if found is None:
             return "no_match"
         if not password:
