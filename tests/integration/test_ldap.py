@@ -185,3 +185,28 @@ def test_stopped_directory_is_503_and_degraded_while_cached_users_go_on(
         assert token(client, "alice", "alice-ldap-pw").status_code == 200  # cached LDAP user
     finally:
         slapd.resume()
+
+
+def test_service_searches_use_a_bounded_pool_of_connections(slapd: SlapdServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keelhaul.auth.authn.ldap import LdapDirectory
+    from keelhaul.auth.authn.options import LdapOptions
+
+    directory = LdapDirectory(
+        LdapOptions.model_validate(ldap_backend(slapd, pool_size=2, lookup_ttl=0))
+    )
+    try:
+        before = slapd.binds(SERVICE_DN)
+        names = ["alice", "bob", "carol", "nobody"] * 10
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(directory.lookup, names))
+        assert [a.name if a else None for a in found] == [
+            n if n != "nobody" else None for n in names
+        ]
+        assert directory.searches == len(names)
+        # 40 searches from 8 threads over 2 service connections (ldap3's ServerPool also
+        # opens a bare TCP probe per new connection: those bind nothing)
+        assert slapd.binds(SERVICE_DN) - before == 2
+    finally:
+        directory.close()

@@ -98,6 +98,10 @@ class SlapdServer:
         """Connections slapd has accepted so far (its stats log)."""
         return self.log.read_text(errors="replace").count(" ACCEPT from ")
 
+    def binds(self, dn: str) -> int:
+        """Simple binds as ``dn`` so far (a new connection of that identity each)."""
+        return self.log.read_text(errors="replace").count(f' BIND dn="{dn}" method=')
+
     def pause(self) -> None:
         self.proc.send_signal(signal.SIGSTOP)
 
