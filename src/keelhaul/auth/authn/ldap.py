@@ -46,6 +46,7 @@ from ldap3 import (
     Server,
     ServerPool,
     Tls,
+    set_config_parameter,
 )
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
@@ -112,6 +113,9 @@ class LdapDirectory:
                 version=ssl.PROTOCOL_TLS_CLIENT,
                 ca_certs_file=str(options.ca_file) if options.ca_file else None,
             )
+        # ldap3 sleeps this long (default 10 s) after a pass over the pool found no server;
+        # the breaker below already keeps a dead directory from being asked too often
+        set_config_parameter("POOLING_LOOP_TIMEOUT", 0)
         self._pool = ServerPool(
             [_server(u, options, tls) for u in options.servers],
             FIRST,
