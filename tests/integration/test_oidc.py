@@ -83,6 +83,8 @@ class Issuer:
             "nbf": now,
             "exp": now + 300,
             "jti": f"job-{now}",
+            "repository_owner": "team",
+            "job_workflow_ref_ok": True,
         } | over
         return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
@@ -114,6 +116,7 @@ def client(auth_env, issuer: Issuer) -> Iterator[FlaskClient]:  # type: ignore[n
             "account": "ci:{repository}",
             "claim_labels": {"repository": "repository", "protected": "ref_protected"},
             "min_refresh": 0,
+            "require": {"repository_owner": ["team"], "job_workflow_ref_ok": [True]},
             "leeway": 5,
         },
     ]
@@ -199,6 +202,14 @@ def _tampered(issuer: Issuer) -> str:
         (_alg_none, "algorithm 'none' not allowed"),
         (_hs256_with_public_key, "algorithm 'HS256' not allowed"),
         (_tampered, "bad signature"),
+        (
+            lambda i: i.sign(repository_owner="evil"),
+            "claim 'repository_owner' does not satisfy the rules",
+        ),
+        (
+            lambda i: i.sign(job_workflow_ref_ok=False),
+            "claim 'job_workflow_ref_ok' does not satisfy the rules",
+        ),
     ],
 )
 def test_each_bad_token_is_a_401_with_its_reason_and_an_audit_line(

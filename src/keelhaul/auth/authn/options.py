@@ -102,6 +102,19 @@ class OidcOptions(_Common):
     )
     http_timeout: float = Field(default=3.0, gt=0, le=60)
 
+    @field_validator("require", mode="before")
+    @classmethod
+    def _booleans_as_claim_text(cls, value: object) -> object:
+        """``ref_protected: [true]`` in YAML means the claim value ``true``."""
+        if isinstance(value, dict):
+            return {
+                k: [("true" if x else "false") if isinstance(x, bool) else x for x in v]
+                if isinstance(v, list)
+                else v
+                for k, v in value.items()
+            }
+        return value
+
     @field_validator("algorithms")
     @classmethod
     def _asymmetric_only(cls, value: list[str]) -> list[str]:
