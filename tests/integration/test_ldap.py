@@ -210,3 +210,30 @@ def test_service_searches_use_a_bounded_pool_of_connections(slapd: SlapdServer) 
         assert slapd.binds(SERVICE_DN) - before == 2
     finally:
         directory.close()
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_not_an_outage(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from keelhaul.auth.authn.ldap import LdapDirectory
+    from keelhaul.auth.authn.options import LdapOptions
+
+    server = start_slapd(tmp_path / "slapd", idletimeout=1)
+    directory = LdapDirectory(
+        LdapOptions.model_validate(ldap_backend(server, pool_size=1, lookup_ttl=0))
+    )
+    try:
+        assert directory.lookup("bob") is not None
+        before = server.binds(SERVICE_DN)
+        deadline = time.monotonic() + 30  # wait until slapd has dropped the idle connection
+        while "closed (idletimeout)" not in server.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert directory.lookup("bob") is not None  # on a new connection, no 503
+        assert server.binds(SERVICE_DN) == before + 1
+        assert directory.health()[0]
+    finally:
+        directory.close()
+        server.stop()

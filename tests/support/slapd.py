@@ -52,7 +52,7 @@ def _tree() -> str:
     return "\n\n".join(entries) + "\n"
 
 
-def _config(d: Path) -> str:
+def _config(d: Path, idletimeout: int) -> str:
     schema = Path("/etc/ldap/schema")
     includes = "".join(
         f"include {schema / n}.schema\n" for n in ("core", "cosine", "inetorgperson", "nis")
@@ -63,6 +63,7 @@ moduleload back_mdb
 pidfile {d}/slapd.pid
 argsfile {d}/slapd.args
 loglevel stats
+idletimeout {idletimeout}
 TLSCACertificateFile {d}/ca.crt
 TLSCertificateFile {d}/server.crt
 TLSCertificateKeyFile {d}/server.key
@@ -115,7 +116,8 @@ class SlapdServer:
             self.proc.wait(timeout=10)
 
 
-def start_slapd(d: Path) -> SlapdServer:
+def start_slapd(d: Path, *, idletimeout: int = 0) -> SlapdServer:
+    """``idletimeout``: seconds after which slapd closes an idle client connection (0: never)."""
     slapd = shutil.which("slapd") or "/usr/sbin/slapd"
     slapadd = shutil.which("slapadd") or "/usr/sbin/slapadd"
     d.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,7 @@ def start_slapd(d: Path) -> SlapdServer:
         d / "ca.crt", d / "ca.key", d / "server.crt", d / "server.key", ["127.0.0.1", "localhost"]
     )
     conf = d / "slapd.conf"
-    conf.write_text(_config(d))
+    conf.write_text(_config(d, idletimeout))
     (d / "tree.ldif").write_text(_tree())
     subprocess.run(
         [slapadd, "-f", str(conf), "-l", str(d / "tree.ldif")],

@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ldap3 import (
@@ -48,7 +49,11 @@ from ldap3 import (
     Tls,
     set_config_parameter,
 )
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import (
+    LDAPException,
+    LDAPSessionTerminatedByServerError,
+    LDAPSocketSendError,
+)
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
@@ -63,6 +68,16 @@ log = logging.getLogger(__name__)
 _INVALID_CREDENTIALS = 49
 _MAX_GROUPS = 256  # nested group expansion stops here, whatever the depth
 _MAX_KNOWN = 10000
+
+
+# what a send or receive on a connection the server has closed raises (not a timeout)
+_CLOSED = (LDAPSessionTerminatedByServerError, LDAPSocketSendError, ConnectionError)
+
+
+class _Stale(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +164,20 @@ class LdapDirectory:
         )
 
     @contextmanager
-    def _service(self) -> Iterator[Connection]:
-        """A pooled service-account connection; dropped (not returned) after any failure."""
+    def _service(self, *, fresh: bool) -> Iterator[tuple[Connection, bool]]:
+        """A pooled service-account connection (and whether it was reused); dropped, not
+        returned, after any failure."""
         if not self._slots.acquire(timeout=self._o.timeout):
             raise BackendError(f"{self.name}: all {self._o.pool_size} directory connections busy")
         conn: Connection | None = None
         try:
-            with self._idle_lock:
-                conn = self._idle.pop() if self._idle else None
+            if not fresh:
+                with self._idle_lock:
+                    conn = self._idle.pop() if self._idle else None
+            reused = conn is not None
             if conn is None:
                 conn = self._connection(self._o.bind_dn or None, self._bind_password(), bind=True)
-            yield conn
+            yield conn, reused
             with self._idle_lock:
                 self._idle.append(conn)
             conn = None
@@ -201,31 +219,20 @@ class LdapDirectory:
         query = o.user_filter.replace("{username}", escape_filter_chars(username))
         self._guard()
         try:
-            with self._service() as conn:
-                self._searches += 1
-                done = conn.search(
-                    o.base_dn,
-                    query,
-                    SUBTREE,
-                    attributes=attributes,
-                    size_limit=2,
-                    time_limit=o.timeout,
-                )
-                code = conn.result.get("result") if conn.result else None
-                if not done and code not in (0, 4, 32):  # ok, size limit, no such object
-                    raise BackendError(f"{self.name}: search refused (result {code})")
-                entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
-                if len(entries) != 1:
-                    if len(entries) > 1:
-                        log.warning("ldap %s: user filter matches several entries", self.name)
-                    return None
-                entry = entries[0]
-                groups = self._groups(conn, entry["dn"], entry["attributes"])
-        except LDAPException as exc:
-            raise self._failed(exc) from None
-        except OSError as exc:
+            try:
+                found = self._query(query, attributes, fresh=False)
+            except _Stale:
+                # the server closed an idle pooled connection (idle timeout, restart): once
+                # more on a new one; a timeout is not retried (it would double the wait)
+                found = self._query(query, attributes, fresh=True)
+        except _Stale as exc:
+            raise self._failed(exc.cause) from None
+        except (LDAPException, OSError) as exc:
             raise self._failed(exc) from None
         self._ok()
+        if found is None:
+            return None
+        entry, groups = found
         account = Account(
             username,
             self._revision(entry["dn"], entry["attributes"]),
@@ -234,13 +241,44 @@ class LdapDirectory:
             ),
             self.name,
         )
-        found = _Entry(account, entry["dn"], self._clock() + o.lookup_ttl)
+        known = _Entry(account, entry["dn"], self._clock() + o.lookup_ttl)
         with self._known_lock:
-            self._known[username] = found
+            self._known[username] = known
             self._known.move_to_end(username)
             while len(self._known) > _MAX_KNOWN:
                 self._known.popitem(last=False)
-        return found
+        return known
+
+    def _query(
+        self, query: str, attributes: list[str], *, fresh: bool
+    ) -> tuple[dict[str, Any], set[str]] | None:
+        """The user's entry and groups, on one pooled service connection."""
+        o = self._o
+        with self._service(fresh=fresh) as (conn, reused):
+            self._searches += 1
+            try:
+                done = conn.search(
+                    o.base_dn,
+                    query,
+                    SUBTREE,
+                    attributes=attributes,
+                    size_limit=2,
+                    time_limit=o.timeout,
+                )
+            except _CLOSED as exc:
+                if reused:
+                    raise _Stale(exc) from None
+                raise
+            code = conn.result.get("result") if conn.result else None
+            if not done and code not in (0, 4, 32):  # ok, size limit, no such object
+                raise BackendError(f"{self.name}: search refused (result {code})")
+            entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
+            if len(entries) != 1:
+                if len(entries) > 1:
+                    log.warning("ldap %s: user filter matches several entries", self.name)
+                return None
+            entry: dict[str, Any] = entries[0]
+            return entry, self._groups(conn, entry["dn"], entry["attributes"])
 
     def _revision(self, dn: str, attributes: dict[str, object]) -> bytes:
         mac = hashlib.sha256(dn.encode("utf-8"))
