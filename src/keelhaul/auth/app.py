@@ -267,6 +267,7 @@ class _Endpoints:
                 "request_id": request_id,
                 "client_ip": client_ip,
                 "account": progress.account,
+                "backend": progress.backend or None,
                 "grant": grant,
                 "client_id": req.client_id if req is not None else None,
                 "service": req.service if req is not None else None,
@@ -430,6 +431,8 @@ def shutdown(app: Flask) -> None:
         return
     ext["endpoints"].audit.close()
     ext["endpoints"].metrics.close()
+    for backend in ext["parts"].backends:
+        backend.close()
     shared = ext["parts"].shared
     if shared is not None:
         shared.close()
