@@ -59,21 +59,26 @@ def test_no_credential_cache_with_a_slow_hash_gets_the_cache(tmp_path: Path) -> 
     with running_stack(tmp_path / "s", *knobs) as info:
         doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "8")
     assert first_verdict(doc) == "token_cpu", doc["steps"][0]["verdict"]
-    changes = [s["change"] for s in kept(doc)]
-    assert changes and changes[0].startswith("credential cache on"), changes
+    changes = [s["label"] for s in kept(doc)]
+    assert changes and changes[0] == "credential cache on", changes
     faster(doc)
     # never by a weaker hash: the cost is what the stack started with
     assert doc["final_settings"]["bcrypt_cost"] == 12
     assert "KEELHAUL_STACK_CREDENTIAL_CACHE=true" in (tmp_path / "out" / "tuned.env").read_text()
 
 
-def test_one_sync_worker_gets_gevent_or_more_workers(tmp_path: Path) -> None:
-    knobs = ("--auth-workers", "1", "--auth-worker-class", "sync", "--bcrypt-cost", "4")
+def test_one_sync_worker_gets_more_workers(tmp_path: Path) -> None:
+    # on 2 CPUs the token service is the limit only when its work is not cheap: bcrypt 8
+    # without the cache keeps the one worker busy, and more workers use the second CPU
+    knobs = ("--auth-workers", "1", "--auth-worker-class", "sync", "--no-credential-cache",
+             "--bcrypt-cost", "8")  # fmt: skip
     with running_stack(tmp_path / "s", *knobs) as info:
-        doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "24")
+        doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "16")
     assert first_verdict(doc) == "token_workers", doc["steps"][0]["verdict"]
     moves = [s["label"] for s in kept(doc)]
-    assert moves and set(moves) <= {"gevent workers", "more token-service workers"}, moves
+    assert "more token-service workers" in moves, [
+        (s["label"], s["outcome"], s["reason"]) for s in doc["steps"]
+    ]
     faster(doc)
 
 

@@ -136,3 +136,34 @@ def test_gunicorn_limits_sit_above_the_apps() -> None:
     # the query limit plus "GET /token?" and " HTTP/1.1" fits gunicorn's request line
     widest = LimitSettings(max_query_bytes=7680).max_query_bytes
     assert opts["limit_request_line"] >= widest + len("GET /token? HTTP/1.1")
+
+
+def test_users_as_a_list_of_kinds_and_the_old_mapping_form_agree() -> None:
+    old = load_auth_settings(
+        data=with_(users={"htpasswd": "/h", "order": ["htpasswd"], "labels": {"a": {"g": ["x"]}}}),
+        environ={},
+    )
+    new = load_auth_settings(
+        data=with_(users=[{"kind": "htpasswd", "path": "/h", "labels": {"a": {"g": ["x"]}}}]),
+        environ={},
+    )
+    assert old.users == new.users
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ([{"kind": "kerberos"}], "users.0: Input tag 'kerberos' found using 'kind' does not match"),
+        ([{"path": "/h"}], "users.0: Unable to extract tag using discriminator 'kind'"),
+        ([{"kind": "htpasswd"}], "users.0.htpasswd.path: is required"),
+        (
+            [{"kind": "htpasswd", "path": "/a"}, {"kind": "htpasswd", "path": "/b"}],
+            "users: two backends are named 'htpasswd'",
+        ),
+        ({"order": ["ldap"]}, "users.order.0:"),
+    ],
+)
+def test_backend_list_problems_name_their_key(users: Any, expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems(with_(users=users))), problems(
+        with_(users=users)
+    )

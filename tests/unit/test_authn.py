@@ -7,7 +7,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from keelhaul.auth.authn import StoredUser
+from keelhaul.auth.authn import Account
 from keelhaul.auth.authn.authenticator import Authenticator
 from keelhaul.auth.authn.htpasswd import HtpasswdFile, hash_password, parse_htpasswd
 from keelhaul.auth.authn.static import StaticUsers
@@ -139,10 +139,10 @@ def test_credential_key_is_keyed_and_unambiguous() -> None:
 
 def test_refresh_token_bound_to_user_and_password() -> None:
     tokens = RefreshTokens(b"s" * 32, max_age=3600)
-    alice = StoredUser("alice", b"$2y$04$" + b"a" * 53)
+    alice = Account("alice", b"$2y$04$" + b"a" * 53)
     token = tokens.issue(alice, "reg")
     assert tokens.verify(token, "reg", lambda name: alice if name == "alice" else None) is alice
-    changed = StoredUser("alice", b"$2y$04$" + b"b" * 53)
+    changed = Account("alice", b"$2y$04$" + b"b" * 53)
     with pytest.raises(Unauthorized, match="revoked"):
         tokens.verify(token, "reg", lambda name: changed)
     with pytest.raises(Unauthorized, match="revoked"):
@@ -153,3 +153,96 @@ def test_refresh_token_bound_to_user_and_password() -> None:
         tokens.verify(token[:-3] + "xyz", "reg", lambda name: alice)
     with pytest.raises(Unauthorized, match="invalid"):
         RefreshTokens(b"t" * 32, max_age=3600).verify(token, "reg", lambda name: alice)
+
+
+# ----------------------------------------------------------------- the backend contract
+
+
+def test_backends_answer_match_wrong_password_or_no_match(tmp_path: Path) -> None:
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{hash_password('pw', 4)}\n")
+    for backend in (HtpasswdFile(path), _static(alice="pw")):
+        match = backend.authenticate("alice", "pw")
+        assert isinstance(match, Account) and match.name == "alice"
+        assert match.backend == backend.name and match.revision
+        assert backend.lookup("alice") == match  # the cheap half gives the same revision
+        assert backend.authenticate("alice", "nope") == "wrong_password"
+        assert backend.authenticate("bob", "pw") == "no_match"
+
+
+def test_static_revision_changes_with_its_config_entry() -> None:
+    hashed = hash_password("pw", 4)
+    before = StaticUsers({"a": StaticUser(password_hash=hashed)})  # type: ignore[arg-type]
+    relabelled = StaticUsers({"a": StaticUser(password_hash=hashed, labels={"g": ["x"]})})  # type: ignore[arg-type]
+    same = StaticUsers({"a": StaticUser(password_hash=hashed)})  # type: ignore[arg-type]
+    rev = before.lookup("a").revision  # type: ignore[union-attr]
+    assert rev == same.lookup("a").revision  # type: ignore[union-attr]
+    assert rev != relabelled.lookup("a").revision  # type: ignore[union-attr]
+    assert hashed.encode() not in rev  # the revision does not expose the hash
+
+
+class _Unreachable:
+    """A backend that cannot decide, as a dead directory would be."""
+
+    name = "dead"
+    throttled = True
+    by_token = False
+
+    def lookup(self, username: str) -> Account | None:
+        raise BackendError("directory unreachable")
+
+    def authenticate(self, username: str, password: str) -> Account | str:
+        raise BackendError("directory unreachable")
+
+    def health(self) -> tuple[bool, str]:
+        return False, "unreachable"
+
+    def typical_cost(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_backend_that_cannot_decide_is_an_error_not_a_refusal() -> None:
+    authn = Authenticator([_static(alice="pw"), _Unreachable()], None, dummy_cost=4)  # type: ignore[list-item]
+    assert authn.authenticate("alice", "pw").user.backend == "static"  # decided before it
+    with pytest.raises(BackendError):
+        authn.authenticate("bob", "pw")
+
+
+def test_refresh_token_revoked_when_static_entry_changes() -> None:
+    tokens = RefreshTokens(b"s" * 32, max_age=3600)
+    old = _static(alice="one").lookup("alice")
+    new = _static(alice="two").lookup("alice")
+    assert old is not None and new is not None
+    token = tokens.issue(old, "reg")
+    assert tokens.verify(token, "reg", lambda name: old) is old
+    with pytest.raises(Unauthorized, match="revoked"):
+        tokens.verify(token, "reg", lambda name: new)
+
+
+def test_unknown_kids_refresh_the_jwks_at_most_once_per_min_refresh() -> None:
+    from keelhaul.auth.authn.oidc import OidcIssuer
+    from keelhaul.auth.authn.options import OidcOptions
+
+    fetched: list[str] = []
+
+    def http(url: str) -> dict[str, object]:
+        fetched.append(url)
+        return {"keys": []}
+
+    clock = Clock()
+    options = OidcOptions(
+        kind="oidc", issuer="https://ci", jwks_url="https://ci/jwks", audiences=["r"]
+    )
+    issuer = OidcIssuer(options, clock=clock, http=http)
+    forged = "eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.eyJpc3MiOiJodHRwczovL2NpIn0.c2ln"
+    for _ in range(5):
+        with pytest.raises(Unauthorized, match="unknown signing key"):
+            issuer.verify(forged)
+    assert fetched == ["https://ci/jwks"]
+    clock.now += options.min_refresh + 1
+    with pytest.raises(Unauthorized, match="unknown signing key"):
+        issuer.verify(forged)
+    assert len(fetched) == 2

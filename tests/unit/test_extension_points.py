@@ -68,3 +68,16 @@ def test_every_stack_component_has_a_port_name_a_probe_and_a_log(
         assert spec.log.parent == layout.log(spec.name).parent
     assert ("redis" in {s.name for s in specs}) is redis
     assert ("prometheus" in {s.name for s in specs}) is monitoring
+
+
+def test_every_identity_backend_kind_has_settings_in_the_union_and_a_factory() -> None:
+    from typing import get_args
+
+    from keelhaul.auth.authn.options import BackendSettings
+    from keelhaul.auth.authn.registry import KINDS
+
+    union = get_args(get_args(BackendSettings)[0])
+    kinds = {get_args(m.model_fields["kind"].annotation)[0]: m for m in union}
+    assert set(kinds) == set(KINDS)
+    for kind, record in KINDS.items():
+        assert record.options is kinds[kind] and record.what, kind

@@ -116,7 +116,9 @@ def test_auth_config_validates_against_the_token_service_schema() -> None:
     assert settings.token.service == "keelhaul-registry"
     assert settings.token.algorithm == "ES256"
     assert settings.token.keys[0].key == Path("/srv/stack/keys/token.key")
-    assert settings.users.htpasswd == Path("/srv/stack/config/htpasswd")
+    assert [(b.kind, getattr(b, "path", None)) for b in settings.users] == [
+        ("htpasswd", Path("/srv/stack/config/htpasswd"))
+    ]
     assert settings.audit.path == Path("/srv/stack/logs/audit.log")
     assert settings.cache.enabled is True
     assert settings.cache.redis_url is not None

@@ -71,6 +71,18 @@ def test_blocking_workers_get_gevent_then_more_workers() -> None:
     assert p2 is not None and p2.changes == {"auth_workers": 4}
 
 
+def test_full_workers_get_workers_before_the_cache_and_hashing_ones_the_cache_first() -> None:
+    knobs = {"auth_worker_class": "sync", "auth_workers": 1, "credential_cache": False}
+    p = recommend(ctx("token_workers", **knobs))
+    assert p is not None and p.move.name == "gevent workers"
+    p2 = recommend(ctx("token_workers", **knobs), [p])
+    assert p2 is not None and p2.move.name == "more token-service workers"
+    p3 = recommend(ctx("token_workers", **knobs), [p, p2])
+    assert p3 is not None and p3.move.name == "credential cache on"
+    first = recommend(ctx("token_cpu", **knobs))
+    assert first is not None and first.move.name == "credential cache on"
+
+
 def test_cpu_bound_workers_are_not_multiplied_past_the_cpus() -> None:
     assert recommend(ctx("token_cpu", auth_workers=2)) is None
     p = recommend(ctx("token_cpu", auth_workers=1))

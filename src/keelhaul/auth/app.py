@@ -25,6 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keelhaul.auth.audit import AuditLog
 from keelhaul.auth.headerlimits import header_limits
+from keelhaul.auth.headerlimits import measure as measure_headers
 from keelhaul.auth.metrics import Metrics
 from keelhaul.auth.openapi import openapi_document
 from keelhaul.auth.service import Progress, TokenRequest
@@ -267,6 +268,7 @@ class _Endpoints:
                 "request_id": request_id,
                 "client_ip": client_ip,
                 "account": progress.account,
+                "backend": progress.backend or None,
                 "grant": grant,
                 "client_id": req.client_id if req is not None else None,
                 "service": req.service if req is not None else None,
@@ -379,6 +381,9 @@ class LeanTokenPath:
         if environ.get("PATH_INFO") != "/token" or environ.get("REQUEST_METHOD") != "GET":
             return self.app(environ, start_response)
         settings = self.settings
+        fields, size = measure_headers(environ)
+        if fields > settings.limits.max_headers or size > settings.limits.max_header_bytes:
+            return self.app(environ, start_response)  # Flask's hook answers the 431 in JSON
         query = environ.get("QUERY_STRING", "").encode("latin-1")
         authorization = environ.get("HTTP_AUTHORIZATION")
         client_ip = environ.get("REMOTE_ADDR") or ""
@@ -430,6 +435,8 @@ def shutdown(app: Flask) -> None:
         return
     ext["endpoints"].audit.close()
     ext["endpoints"].metrics.close()
+    for backend in ext["parts"].backends:
+        backend.close()
     shared = ext["parts"].shared
     if shared is not None:
         shared.close()

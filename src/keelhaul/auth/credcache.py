@@ -2,11 +2,14 @@
 
 The field report's lesson done safely:
 
-* the key is ``HMAC-SHA256(server secret, user, password, stored hash)``: neither the
+* the key is ``HMAC-SHA256(server secret, user, password, revision)``: neither the
   password nor a bare hash of it is ever stored, and an entry cannot be derived without
   the secret;
-* the stored hash is part of the key, so changing or removing a user's password makes
-  every cached entry for the old one unreachable at once (not at TTL);
+* the revision (see :mod:`keelhaul.auth.authn`: the stored hash for htpasswd, the entry's
+  DN and modification stamps for LDAP, the secret's id for a robot) is part of the key, so
+  changing or removing a user's password makes every cached entry for the old one
+  unreachable as soon as the backend sees the change (not at TTL). Backends answer the
+  revision *before* any verification, so a hit costs no bcrypt and no directory bind;
 * two levels: an in-process LRU (always) and Redis shared by every gunicorn worker and
   replica (when ``cache.redis_url`` is set), through one connection pool per process;
 * Redis failing never fails a login: the cache drops to the local level, logs once,
@@ -35,9 +38,9 @@ Hit = Literal["local", "redis"]
 _KEY_PREFIX = "keelhaul:cred:"
 
 
-def credential_key(secret: bytes, username: str, password: str, stored_hash: bytes) -> str:
+def credential_key(secret: bytes, username: str, password: str, revision: bytes) -> str:
     mac = hmac.new(secret, digestmod=hashlib.sha256)
-    for part in (username.encode("utf-8"), password.encode("utf-8"), stored_hash):
+    for part in (username.encode("utf-8"), password.encode("utf-8"), revision):
         mac.update(len(part).to_bytes(4, "big"))
         mac.update(part)
     return mac.hexdigest()
@@ -200,8 +203,8 @@ class CredentialCache:
     def shared(self) -> RedisCache | None:
         return self._shared
 
-    def key(self, username: str, password: str, stored_hash: bytes) -> str:
-        return credential_key(self._secret, username, password, stored_hash)
+    def key(self, username: str, password: str, revision: bytes) -> str:
+        return credential_key(self._secret, username, password, revision)
 
     def lookup(self, key: str) -> Hit | None:
         if self._local.get(key):

@@ -1,9 +1,11 @@
-"""OAuth2 refresh tokens: signed, opaque to clients, bound to the user and their password.
+"""OAuth2 refresh tokens: signed, opaque to clients, bound to the user and their credentials.
 
-A refresh token carries the user name and a fingerprint (HMAC) of the user's stored
-password hash, signed with the server secret. It is accepted only while the user still
-exists with the same stored hash: changing the password, or removing the user, revokes
-every refresh token issued before, within the user store's reload interval.
+A refresh token carries the user name and a fingerprint (HMAC) of the account's revision
+(:mod:`keelhaul.auth.authn`: the stored hash for htpasswd, DN and stamps for LDAP, the
+secret's id for a robot), signed with the server secret. It is accepted only while the
+user still exists with the same revision: changing the password, revoking a robot or
+removing the user revokes every refresh token issued before, within the backend's reload
+interval (LDAP: its ``lookup_ttl``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from keelhaul.auth.authn import StoredUser
+from keelhaul.auth.authn import Account
 from keelhaul.errors import Unauthorized
 
 __all__ = ["RefreshTokens"]
@@ -28,19 +30,17 @@ class RefreshTokens:
         self._max_age = max_age
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
 
-    def _fingerprint(self, user: StoredUser) -> str:
-        mac = hmac.new(self._secret, b"refresh\0" + user.password_hash, hashlib.sha256)
+    def _fingerprint(self, user: Account) -> str:
+        mac = hmac.new(self._secret, b"refresh\0" + user.revision, hashlib.sha256)
         return mac.hexdigest()[:32]
 
-    def issue(self, user: StoredUser, service: str) -> str:
+    def issue(self, user: Account, service: str) -> str:
         return str(
             self._serializer.dumps({"u": user.name, "f": self._fingerprint(user), "s": service})
         )
 
-    def verify(
-        self, token: str, service: str, find: Callable[[str], StoredUser | None]
-    ) -> StoredUser:
-        """The user ``token`` was issued to, if signature, age, service and password still match."""
+    def verify(self, token: str, service: str, find: Callable[[str], Account | None]) -> Account:
+        """The user ``token`` was issued to, if signature, age, service and revision still match."""
         try:
             data = self._serializer.loads(token, max_age=self._max_age)
         except SignatureExpired:

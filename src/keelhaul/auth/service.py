@@ -60,6 +60,7 @@ class Progress:
     """What is known so far; the app reads it for the audit line when a stage fails."""
 
     account: str = ""
+    backend: str = ""  # which identity backend vouched (htpasswd, ldap, robots, ...)
     requested: list[Scope] = field(default_factory=list)
     cache: CacheResult | None = None
     stages: dict[Stage, float] = field(default_factory=dict)
@@ -183,15 +184,18 @@ class TokenService:
             p.account = req.username
             result = self.authenticator.authenticate(req.username, req.password, req.client_ip)
             user, p.cache = result.user, result.cache
+            p.account = user.name  # an identity token names its own account
         elif req.grant == "refresh_token":
             if not req.refresh_token:
                 raise BadRequest("refresh_token is required", code="INVALID_REQUEST")
             user = self.refresh.verify(req.refresh_token, tok.service, self.authenticator.find)
             p.account = user.name
-        if req.account and user is not None and req.account != user.name:
+        if req.account and user is not None and not user.by_token and req.account != user.name:
             raise BadRequest(
                 "account does not match the authenticated user", code="INVALID_REQUEST"
             )
+        if user is not None:
+            p.backend = user.backend
         principal = Principal(
             account=user.name if user is not None else "",
             labels=user.labels if user is not None else {},
@@ -203,6 +207,8 @@ class TokenService:
 
         # --- authz
         granted = self.acl.grant(principal, p.requested)
+        if user is not None and user.limit is not None:  # a robot: its allow list ∩ the ACL
+            granted = user.limit.grant(principal, granted)
         t3 = self._timer()
         p.stages["authz"] = t3 - t2
 

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidatorFunctionWrapHandler, field_validator
 
 from keelhaul import settings_base
 from keelhaul.auth.aclpatterns import PatternError, pattern_kind
+from keelhaul.auth.authn.options import BackendSettings, LegacyUsers, StaticUser
 from keelhaul.names import WorkerClass
 from keelhaul.settings_base import FrozenModel
 
@@ -25,6 +26,7 @@ __all__ = [
     "AclRule",
     "AuditSettings",
     "AuthSettings",
+    "BackendSettings",
     "CacheSettings",
     "KeyPair",
     "LimitSettings",
@@ -32,14 +34,11 @@ __all__ = [
     "StaticUser",
     "ThrottleSettings",
     "TokenSettings",
-    "UserSettings",
     "load_auth_settings",
     "load_with_overrides",
 ]
 
 KidFormat = Literal["rfc7638", "libtrust", "distribution-3.0.0"]
-UserStore = Literal["static", "htpasswd"]
-_DEFAULT_ORDER: tuple[UserStore, ...] = ("static", "htpasswd")
 
 
 PatternSpec = str | dict[str, str]
@@ -96,30 +95,6 @@ class TokenSettings(FrozenModel):
                 "the curve generator); use rfc7638 for registry 3.1+ and 2.8"
             )
         return value
-
-
-class StaticUser(FrozenModel):
-    password_hash: SecretStr = Field(description="a bcrypt hash ($2a$/$2b$/$2y$)")
-    labels: dict[str, list[str]] = Field(default_factory=dict)
-
-    @field_validator("password_hash")
-    @classmethod
-    def _bcrypt_only(cls, value: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", value.get_secret_value()):
-            raise ValueError("must be a bcrypt hash; create one with `keelhaul auth hash`")
-        return value
-
-
-class UserSettings(FrozenModel):
-    htpasswd: Path | None = None
-    reload_interval: float = Field(
-        default=2.0, gt=0, le=300, description="seconds between htpasswd checks"
-    )
-    static: dict[str, StaticUser] = Field(default_factory=dict)
-    order: list[UserStore] = Field(default_factory=lambda: list(_DEFAULT_ORDER))
-    labels: dict[str, dict[str, list[str]]] = Field(
-        default_factory=dict, description="user -> label -> values, for users of any backend"
-    )
 
 
 class AclMatch(FrozenModel):
@@ -242,7 +217,9 @@ class AuthSettings(FrozenModel):
         description="server secret for the credential cache and refresh tokens"
     )
     token: TokenSettings
-    users: UserSettings = Field(default_factory=UserSettings)
+    users: list[BackendSettings] = Field(
+        default_factory=list, description="identity backends, tried in order (authn/options.py)"
+    )
     acl: list[AclRule] = Field(
         default_factory=list, description="first match wins; no match denies"
     )
@@ -260,6 +237,23 @@ class AuthSettings(FrozenModel):
             raise ValueError(
                 "must be at least 32 characters; generate one with `keelhaul auth secret`"
             )
+        return value
+
+    @field_validator("users", mode="wrap")
+    @classmethod
+    def _legacy_users(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        """The old mapping form, validated under its own key names, then made a list."""
+        if isinstance(value, Mapping):
+            value = LegacyUsers.model_validate(value).as_list()
+        return handler(value)
+
+    @field_validator("users")
+    @classmethod
+    def _unique_names(cls, value: list[BackendSettings]) -> list[BackendSettings]:
+        names = [b.name or b.kind for b in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two backends are named {name!r}; give each a distinct name")
         return value
 
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from keelhaul.auth.acl import Acl
 from keelhaul.auth.authn import Backend
 from keelhaul.auth.authn.authenticator import Authenticator
-from keelhaul.auth.authn.htpasswd import HtpasswdFile
-from keelhaul.auth.authn.static import StaticUsers
+from keelhaul.auth.authn.registry import build_backend
 from keelhaul.auth.credcache import CredentialCache, LocalCache, RedisCache
 from keelhaul.auth.refresh import RefreshTokens
 from keelhaul.auth.service import TokenService
@@ -39,20 +38,11 @@ def _dummy_cost(backends: tuple[Backend, ...]) -> int:
 
 def build(settings: AuthSettings) -> Parts:
     backends: list[Backend] = []
-    for name in settings.users.order:
-        if name == "static" and settings.users.static:
-            backends.append(StaticUsers(settings.users.static, settings.users.labels))
-        elif name == "htpasswd" and settings.users.htpasswd is not None:
-            try:
-                backends.append(
-                    HtpasswdFile(
-                        settings.users.htpasswd,
-                        reload_interval=settings.users.reload_interval,
-                        labels=settings.users.labels,
-                    )
-                )
-            except BackendError as exc:
-                raise ConfigError("auth", [f"users.htpasswd: {exc}"]) from None
+    for index, options in enumerate(settings.users):
+        try:
+            backends.append(build_backend(options))
+        except BackendError as exc:
+            raise ConfigError("auth", [f"users.{index} ({options.kind}): {exc}"]) from None
     secret = settings.secret.get_secret_value().encode("utf-8")
     c = settings.cache
     # One Redis pool per process, for the credential cache and the throttle counters alike.

@@ -218,3 +218,106 @@ def hash_(cost: int, user: str | None) -> None:
 def secret() -> None:
     """Print a new random server secret (for the `secret` setting)."""
     click.echo(secrets.token_urlsafe(48))
+
+
+# --- robot accounts ---------------------------------------------------------------------
+
+_robot_file_option = click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the robot file; default: the path of the `kind: robots` backend in --config",
+)
+
+
+def _robot_file(config: Path | None, file: Path | None) -> Path:
+    if file is not None:
+        return file
+    from keelhaul.auth.settings import load_auth_settings
+
+    for backend in load_auth_settings(config).users:
+        if backend.kind == "robots":
+            return backend.path
+    raise click.ClickException(
+        "no `kind: robots` backend under users: in the config; add one or give --file"
+    )
+
+
+@auth.group()
+def robot() -> None:
+    """Robot accounts: machine credentials with their own allow list (shown once)."""
+
+
+@robot.command("create")
+@click.argument("name")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    required=True,
+    help="TYPE:NAME-PATTERN:ACTIONS, e.g. 'repository:team/*:pull,push' (repeatable)",
+)
+@click.option("--expires", help="lifetime such as 90d, 12h, 2w; default: never")
+@click.option("--description", default="", help="who uses it, for `robot list`")
+@_config_option
+@_robot_file_option
+def robot_create(
+    name: str,
+    allow: tuple[str, ...],
+    expires: str | None,
+    description: str,
+    config: Path | None,
+    file: Path | None,
+) -> None:
+    """Create robot NAME and print its secret (the only time it is shown)."""
+    import time
+
+    from keelhaul.auth.authn.robots import RobotFile, new_robot, parse_duration
+
+    try:
+        seconds = parse_duration(expires) if expires else None
+        made, secret_ = new_robot(
+            name, allow, now=time.time(), expires_in=seconds, description=description
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with RobotFile(_robot_file(config, file)).changing() as robots:
+        if name in robots:
+            raise click.ClickException(f"robot {name} exists; revoke it first to replace it")
+        robots[name] = made
+    click.echo(secret_)
+
+
+@robot.command("list")
+@_config_option
+@_robot_file_option
+def robot_list(config: Path | None, file: Path | None) -> None:
+    """List robots: name, state, expiry, allow list, description (never secrets)."""
+    import time
+    from datetime import UTC, datetime
+
+    from keelhaul.auth.authn.robots import RobotFile
+
+    now = time.time()
+    for r in sorted(RobotFile(_robot_file(config, file)).read().values(), key=lambda r: r.name):
+        until = (
+            datetime.fromtimestamp(r.expires, UTC).strftime("%Y-%m-%dT%H:%MZ")
+            if r.expires
+            else "never"
+        )
+        state = "expired" if r.expired(now) else "active"
+        click.echo(f"{r.name}\t{state}\texpires={until}\t{' '.join(r.allow)}\t{r.description}")
+
+
+@robot.command("revoke")
+@click.argument("name")
+@_config_option
+@_robot_file_option
+def robot_revoke(name: str, config: Path | None, file: Path | None) -> None:
+    """Revoke robot NAME: its logins, cached ones included, stop at the next reload."""
+    from keelhaul.auth.authn.robots import RobotFile
+
+    with RobotFile(_robot_file(config, file)).changing() as robots:
+        if robots.pop(name, None) is None:
+            raise click.ClickException(f"no robot named {name}")
+    click.echo(f"revoked {name}")

@@ -66,7 +66,7 @@ class Context:
 class Move:
     name: str
     answers: tuple[str, ...]
-    """Finding tiers this move answers."""
+    """Finding tiers this move answers, its main answer first."""
     why: str
     propose: Callable[[Context, str], dict[str, Any] | None] = field(repr=False)
     """(context, the finding tier) -> knob changes, or None when it does not apply."""
@@ -181,13 +181,18 @@ def _finding_tiers(diagnosis: Mapping[str, Any]) -> list[str]:
     return [t for t in tiers if t]
 
 
+def _for(tier: str) -> list[Move]:
+    """The moves answering ``tier``, those naming it first (their main answer) first:
+    the cache for hashing workers, more or non-blocking workers for full ones."""
+    found = [m for m in MOVES if tier in m.answers]
+    return sorted(found, key=lambda m: m.answers.index(tier))
+
+
 def recommend(ctx: Context, tried: Sequence[Proposal] = ()) -> Proposal | None:
     """The first move that answers the strongest finding and was not tried already."""
     seen = {(p.move.name, tuple(sorted(p.changes.items()))) for p in tried}
     for tier in _finding_tiers(ctx.diagnosis):
-        for move in MOVES:
-            if tier not in move.answers:
-                continue
+        for move in _for(tier):
             changes = move.propose(ctx, tier)
             if not changes or (move.name, tuple(sorted(changes.items()))) in seen:
                 continue

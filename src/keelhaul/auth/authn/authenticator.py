@@ -1,4 +1,4 @@
-"""Password verification across the configured backends, behind the credential cache."""
+"""Verification across the configured backends, behind the credential cache."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Literal
 
 import bcrypt
 
-from keelhaul.auth.authn import Backend, StoredUser
+from keelhaul.auth.authn import BCRYPT_MAX, Account, Backend, looks_like_jwt
 from keelhaul.auth.credcache import CredentialCache
 from keelhaul.auth.throttle import Throttle
 from keelhaul.errors import TooManyRequests, Unauthorized
@@ -17,23 +17,24 @@ from keelhaul.errors import TooManyRequests, Unauthorized
 __all__ = ["Authenticator", "AuthnResult", "CacheResult"]
 
 CacheResult = Literal["local", "redis", "miss", "off"]
-_BCRYPT_MAX = 72  # bcrypt reads at most 72 bytes; htpasswd and Go's bcrypt agree
 
 
 @dataclass(frozen=True, slots=True)
 class AuthnResult:
-    user: StoredUser
+    user: Account
     cache: CacheResult
 
 
 class Authenticator:
     """Backends in order: the first that knows the user decides (match or wrong password).
 
-    Order of work, cheapest first: the user store lookup, the credential cache (a hit
-    succeeds at once, even for a throttled key: only the right password can hit), then the
-    brute-force throttle (429 before any bcrypt), then bcrypt. An unknown user costs one
-    bcrypt check against a dummy hash of the configured cost, so that response time does
-    not tell which accounts exist.
+    Order of work, cheapest first: the backends' ``lookup`` (memory, or a short-lived copy
+    of a directory's answer) gives the account and its revision; the credential cache,
+    keyed by user, password and revision (a hit succeeds at once, even for a throttled key:
+    only the right password can hit); then the brute-force throttle (429 before any
+    verification); then the backend's own ``authenticate`` (bcrypt, an LDAP bind). An
+    unknown user costs one bcrypt check against a dummy hash of the configured cost, so
+    that response time does not tell which accounts exist.
     """
 
     def __init__(
@@ -44,49 +45,68 @@ class Authenticator:
         throttle: Throttle | None = None,
         dummy_cost: int = 10,
     ) -> None:
-        self._backends = tuple(backends)
+        self._backends = tuple(b for b in backends if not b.by_token)
+        self._token_backends = tuple(b for b in backends if b.by_token)
         self._cache = cache
         self._throttle = throttle
         self._dummy = bcrypt.hashpw(b"keelhaul-dummy-password", bcrypt.gensalt(rounds=dummy_cost))
 
     @property
     def backends(self) -> tuple[Backend, ...]:
-        return self._backends
+        return self._backends + self._token_backends
 
-    def find(self, username: str) -> StoredUser | None:
+    def _owner(self, username: str) -> tuple[Backend, Account] | None:
         for backend in self._backends:
-            user = backend.lookup(username)
-            if user is not None:
-                return user
+            account = backend.lookup(username)
+            if account is not None:
+                return backend, account
         return None
 
-    def _refuse(self, username: str, client_ip: str) -> Unauthorized:
-        if self._throttle is not None:
+    def find(self, username: str) -> Account | None:
+        """The account as its backend knows it now (refresh tokens check its revision)."""
+        owner = self._owner(username)
+        return owner[1] if owner is not None else None
+
+    def _refuse(self, username: str, client_ip: str, backend: Backend | None) -> Unauthorized:
+        if self._throttle is not None and (backend is None or backend.throttled):
             self._throttle.failed(username, client_ip)
         return Unauthorized("authentication failed: wrong username or password")
 
+    def _by_token(self, username: str, password: str) -> Account:
+        """An identity token as the password: the issuer it names verifies it (no cache,
+        no throttle: a signature check is cheap and a token cannot be guessed)."""
+        for backend in self._token_backends:
+            outcome = backend.authenticate(username, password)
+            if isinstance(outcome, Account):
+                return outcome
+            if outcome == "wrong_password":
+                break
+        raise Unauthorized("identity token refused: issuer not trusted")
+
     def authenticate(self, username: str, password: str, client_ip: str = "") -> AuthnResult:
-        secret = password.encode("utf-8")[:_BCRYPT_MAX]
-        user = self.find(username)
-        key = None
-        if user is not None and self._cache is not None:
-            key = self._cache.key(username, password, user.password_hash)
-            hit = self._cache.lookup(key)
+        if self._token_backends and looks_like_jwt(password):
+            return AuthnResult(self._by_token(username, password), "off")
+        owner = self._owner(username)
+        backend = owner[0] if owner is not None else None
+        if owner is not None and self._cache is not None:
+            hit = self._cache.lookup(self._cache.key(username, password, owner[1].revision))
             if hit is not None:
-                return AuthnResult(user, hit)
-        if self._throttle is not None:
+                return AuthnResult(owner[1], hit)
+        if self._throttle is not None and (backend is None or backend.throttled):
             wait = self._throttle.retry_after(username, client_ip)
             if wait > 0:
                 raise TooManyRequests(
                     "too many failed logins for this account from this address; retry later",
                     retry_after=math.ceil(wait),
                 )
-        if user is None:
-            bcrypt.checkpw(secret, self._dummy)
-            raise self._refuse(username, client_ip)
-        if not bcrypt.checkpw(secret, user.password_hash):
-            raise self._refuse(username, client_ip)
-        if key is None:
-            return AuthnResult(user, "off")
-        self._cache.remember(key)  # type: ignore[union-attr]
-        return AuthnResult(user, "miss")
+        if backend is None:
+            bcrypt.checkpw(password.encode("utf-8")[:BCRYPT_MAX], self._dummy)
+            raise self._refuse(username, client_ip, None)
+        outcome = backend.authenticate(username, password)
+        if not isinstance(outcome, Account):
+            raise self._refuse(username, client_ip, backend)
+        if self._cache is None:
+            return AuthnResult(outcome, "off")
+        # the revision the verification saw: a change between lookup and bind is not cached stale
+        self._cache.remember(self._cache.key(username, password, outcome.revision))
+        return AuthnResult(outcome, "miss")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import bcrypt
 
-from keelhaul.auth.authn import StoredUser, bcrypt_cost
+from keelhaul.auth.authn import Account, Outcome, bcrypt_cost, check_bcrypt, labels_of
 from keelhaul.errors import BackendError
 
 __all__ = ["HtpasswdFile", "ParsedHtpasswd", "hash_password", "parse_htpasswd"]
@@ -65,7 +65,10 @@ def parse_htpasswd(text: str) -> ParsedHtpasswd:
 
 
 class HtpasswdFile:
-    name = "htpasswd"
+    """Revision: the stored hash itself (so a cache entry made before an upgrade stays valid)."""
+
+    throttled = True
+    by_token = False
 
     def __init__(
         self,
@@ -74,11 +77,13 @@ class HtpasswdFile:
         reload_interval: float = 2.0,
         labels: Mapping[str, Mapping[str, list[str]]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "htpasswd",
     ) -> None:
+        self.name = name
         self._path = path
         self._interval = reload_interval
         self._clock = clock
-        self._labels = {u: {k: tuple(v) for k, v in m.items()} for u, m in (labels or {}).items()}
+        self._labels = {u: labels_of(m) for u, m in (labels or {}).items()}
         self._users: Mapping[str, bytes] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._checked = float("-inf")
@@ -120,12 +125,18 @@ class HtpasswdFile:
         self._loaded_once = True
         log.info("htpasswd %s loaded: %d users", self._path, len(parsed.users))
 
-    def lookup(self, username: str) -> StoredUser | None:
+    def lookup(self, username: str) -> Account | None:
         self._check()
         hashed = self._users.get(username)
         if hashed is None:
             return None
-        return StoredUser(username, hashed, self._labels.get(username, {}), self.name)
+        return Account(username, hashed, self._labels.get(username, {}), self.name)
+
+    def authenticate(self, username: str, password: str) -> Outcome:
+        account = self.lookup(username)
+        if account is None:
+            return "no_match"
+        return account if check_bcrypt(password, account.revision) else "wrong_password"
 
     def health(self) -> tuple[bool, str]:
         self._check()
@@ -137,3 +148,6 @@ class HtpasswdFile:
         for hashed in self._users.values():
             return bcrypt_cost(hashed)
         return None
+
+    def close(self) -> None:
+        pass

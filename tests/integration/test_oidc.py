@@ -1,0 +1,252 @@
+"""CI identity tokens: a loopback issuer (discovery + JWKS), keys made and rotated here."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask.testing import FlaskClient
+from jwt.algorithms import RSAAlgorithm
+
+from keelhaul.auth.app import create_app, shutdown
+
+pytestmark = pytest.mark.integration
+
+AUD = "registry.example.com"
+
+
+class Issuer:
+    """A minimal OIDC issuer: discovery and JWKS over HTTP; signs tokens for the tests."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.published: list[str] = []
+        self.requests = 0
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                issuer.requests += 1
+                if self.path == "/.well-known/openid-configuration":
+                    body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
+                elif self.path == "/jwks":
+                    body = {"keys": [issuer.jwk(kid) for kid in issuer.published]}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add_key(self, kid: str, *, publish: bool = True) -> None:
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if publish:
+            self.published.append(kid)
+
+    def jwk(self, kid: str) -> dict[str, Any]:
+        jwk = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
+        return jwk | {"kid": kid, "use": "sig", "alg": "RS256"}
+
+    def sign(self, kid: str = "k1", **over: Any) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "aud": AUD,
+            "sub": "repo:team/app:ref:refs/heads/main",
+            "repository": "team/app",
+            "ref": "refs/heads/main",
+            "ref_protected": True,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": f"job-{now}",
+            "repository_owner": "team",
+            "job_workflow_ref_ok": True,
+        } | over
+        return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def issuer() -> Iterator[Issuer]:
+    server = Issuer()
+    server.add_key("k1")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(auth_env, issuer: Issuer) -> Iterator[FlaskClient]:  # type: ignore[no-untyped-def]
+    users = [
+        {"kind": "htpasswd", "path": str(auth_env.htpasswd)},
+        {
+            "kind": "oidc",
+            "name": "ci",
+            "issuer": issuer.url,
+            "audiences": [AUD],
+            "account": "ci:{repository}",
+            "claim_labels": {"repository": "repository", "protected": "ref_protected"},
+            "min_refresh": 0,
+            "require": {"repository_owner": ["team"], "job_workflow_ref_ok": [True]},
+            "leeway": 5,
+        },
+    ]
+    acl = [  # jobs of repository X on protected branches may push to X
+        {
+            "match": {"labels": {"protected": "true"}, "name": "${labels:repository}"},
+            "actions": ["pull", "push"],
+        },
+        {"match": {"account": "/.+/"}, "actions": ["pull"]},
+    ]
+    app = create_app(auth_env.settings(users=users, acl=acl))
+    yield app.test_client()
+    shutdown(app)
+
+
+def login(client: FlaskClient, token: str, user: str = "anything") -> Any:
+    basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+    return client.get(
+        "/token?service=test-registry&scope=repository:team/app:pull,push&account=" + user,
+        headers={"Authorization": f"Basic {basic}"},
+    )
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_valid_job_token_gets_what_its_claims_allow(
+    client: FlaskClient, issuer: Issuer, auth_env
+) -> None:  # type: ignore[no-untyped-def]
+    r = login(client, issuer.sign())
+    assert r.status_code == 200, r.get_json()
+    claims = jwt.decode(r.get_json()["token"], options={"verify_signature": False})
+    assert claims["sub"] == "ci:team/app"
+    assert claims["access"][0]["actions"] == ["pull", "push"]
+    unprotected = login(client, issuer.sign(ref_protected=False))
+    access = jwt.decode(unprotected.get_json()["token"], options={"verify_signature": False})
+    assert access["access"][0]["actions"] == ["pull"]
+    lines = [json.loads(x) for x in Path(auth_env.dir / "audit.log").read_text().splitlines()]
+    assert lines[0]["account"] == "ci:team/app" and lines[0]["backend"] == "ci"
+
+
+def _hs256_with_public_key(issuer: Issuer) -> str:
+    pem = (
+        issuer.keys["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    now = int(time.time())
+    body = b64(json.dumps({"iss": issuer.url, "aud": AUD, "repository": "team/app",
+                           "iat": now, "exp": now + 300}).encode())  # fmt: skip
+    sig = hmac.new(pem, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def _alg_none(issuer: Issuer) -> str:
+    head = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": "k1"}).encode())
+    now = int(time.time())
+    body = b64(json.dumps({"iss": issuer.url, "aud": AUD, "repository": "team/app",
+                           "iat": now, "exp": now + 300}).encode())  # fmt: skip
+    return f"{head}.{body}."
+
+
+def _tampered(issuer: Issuer) -> str:
+    head, body, sig = issuer.sign().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["repository"] = "team/other"
+    return f"{head}.{b64(json.dumps(claims).encode())}.{sig}"
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda i: i.sign(exp=int(time.time()) - 60), "expired"),
+        (lambda i: i.sign(nbf=int(time.time()) + 600), "not yet valid"),
+        (lambda i: i.sign(aud="another-registry"), "audience not accepted"),
+        (lambda i: i.sign(iss="https://evil.example.com"), "issuer not trusted"),
+        (
+            lambda i: (i.add_key("rogue", publish=False), i.sign("rogue"))[1],
+            "unknown signing key (kid)",
+        ),
+        (_alg_none, "algorithm 'none' not allowed"),
+        (_hs256_with_public_key, "algorithm 'HS256' not allowed"),
+        (_tampered, "bad signature"),
+        (
+            lambda i: i.sign(repository_owner="evil"),
+            "claim 'repository_owner' does not satisfy the rules",
+        ),
+        (
+            lambda i: i.sign(job_workflow_ref_ok=False),
+            "claim 'job_workflow_ref_ok' does not satisfy the rules",
+        ),
+    ],
+)
+def test_each_bad_token_is_a_401_with_its_reason_and_an_audit_line(
+    client: FlaskClient,
+    issuer: Issuer,
+    auth_env,  # type: ignore[no-untyped-def]
+    make: Any,
+    reason: str,
+) -> None:
+    r = login(client, make(issuer))
+    assert r.status_code == 401
+    error = r.get_json()["errors"][0]
+    assert (
+        error["code"] == "UNAUTHORIZED" and error["message"] == f"identity token refused: {reason}"
+    )
+    line = json.loads(Path(auth_env.dir / "audit.log").read_text().splitlines()[-1])
+    assert line["status"] == 401 and line["outcome"] != "issued"
+
+
+def test_key_rotation_and_the_issuer_being_down(client: FlaskClient, issuer: Issuer) -> None:
+    assert login(client, issuer.sign("k1")).status_code == 200
+    issuer.add_key("k2")  # rotation: a new kid makes the service fetch the JWKS again
+    assert login(client, issuer.sign("k2")).status_code == 200
+    fetched = issuer.requests
+    assert login(client, issuer.sign("k2")).status_code == 200
+    assert issuer.requests == fetched  # a known kid is served from the cache
+    issuer.stop()  # the issuer goes away: cached keys still verify
+    assert login(client, issuer.sign("k1")).status_code == 200
+    health = client.get("/healthz").get_json()
+    assert health["checks"]["users.ci"]["ok"]
+
+
+def test_settings_refuse_symmetric_and_none_algorithms(auth_env) -> None:  # type: ignore[no-untyped-def]
+    from keelhaul.errors import ConfigError
+
+    for alg in ("HS256", "none"):
+        with pytest.raises(ConfigError, match=f"users.0.oidc.algorithms: {alg} is not allowed"):
+            auth_env.settings(
+                users=[{"kind": "oidc", "issuer": "x", "audiences": ["a"], "algorithms": [alg]}]
+            )
