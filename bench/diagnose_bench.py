@@ -110,19 +110,26 @@ def per_second(doc: dict[str, Any]) -> dict[int, int]:
     return out
 
 
-def windowed(stack: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One load run; the diagnosis on in every other window (off, on, on, off, ...)."""
-    pattern = ([False, True, True, False] * (args.windows // 4 + 1))[: args.windows]
-    report = work / "load-windowed.json"
-    run_time = len(pattern) * (args.window + 1) + 10
+def _start_load(
+    stack: Path, report: Path, windows: int, args: argparse.Namespace
+) -> subprocess.Popen[str]:
+    """One ``keelhaul load`` long enough for ``windows`` windows; its stderr to follow."""
+    run_time = windows * (args.window + 1) + 10
     argv = [
         sys.executable, "-m", "keelhaul", "load", "--stack-dir", str(stack), "--mix", args.mix,
         "--users", str(args.users), "--run-time", f"{run_time}s", "--images", "2",
         "--layer-size", args.layer_size, "--json", str(report),
     ]  # fmt: skip
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env()
     )
+
+
+def windowed(stack: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One load run; the diagnosis on in every other window (off, on, on, off, ...)."""
+    pattern = ([False, True, True, False] * (args.windows // 4 + 1))[: args.windows]
+    report = work / "load-windowed.json"
+    proc = _start_load(stack, report, len(pattern), args)
     assert proc.stderr is not None
     try:
         for line in proc.stderr:
@@ -218,15 +225,7 @@ def monitoring_windowed(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     tiers = {name: pid for name, pid in state["pids"].items() if name not in MONITORS}
     pattern = ([True, False, False, True] * (args.windows // 4 + 1))[: args.windows]
     report = work / "load-monitoring.json"
-    run_time = len(pattern) * (args.window + 1) + 10
-    argv = [
-        sys.executable, "-m", "keelhaul", "load", "--stack-dir", str(stack), "--mix", args.mix,
-        "--users", str(args.users), "--run-time", f"{run_time}s", "--images", "2",
-        "--layer-size", args.layer_size, "--json", str(report),
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env()
-    )
+    proc = _start_load(stack, report, len(pattern), args)
     assert proc.stderr is not None
     windows: list[dict[str, Any]] = []
     try:
