@@ -150,7 +150,7 @@ def windowed(stack: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
             else:
                 time.sleep(args.window)
             windows.append((on, start, time.time()))
-        proc.wait(timeout=run_time + 120)
+        proc.wait(timeout=len(pattern) * (args.window + 1) + 130)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -253,7 +253,7 @@ def monitoring_windowed(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         _freeze(monitors, signal.SIGCONT)
-        proc.wait(timeout=run_time + 120)
+        proc.wait(timeout=len(pattern) * (args.window + 1) + 130)
     finally:
         _freeze(monitors, signal.SIGCONT)
         if proc.poll() is None:
