@@ -18,12 +18,17 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from keelhaul.errors import MissingBinaryError
 from keelhaul.stack.stack import resolve_binary
+
+if TYPE_CHECKING:
+    from engines import Ledger
+
+    from keelhaul.engine import Dockerd
 
 CLI_TIMEOUT = 120
 
@@ -284,3 +289,28 @@ def open_report(browser: Any) -> Callable[[Path], OpenedPage]:
         return opened
 
     return opener
+
+
+# --- container engines (one private dockerd per session; see engines.py) -----------------
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """A private dockerd (socket, exec root, pidfile of its own; the image cache as data
+    root), started once per session and stopped by pid at its end, even after a failure."""
+    from engines import start_dockerd
+
+    daemon = start_dockerd()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def engine_ledger(dockerd: Dockerd) -> Iterator[Ledger]:
+    """Records what a test creates in the daemon; removes it by id at teardown."""
+    from engines import ledger
+
+    with ledger(dockerd) as book:
+        yield book

@@ -91,6 +91,9 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
             "image": images.redis,
             "command": redis_command(plan),
             "user": f"{REDIS_UID}:{REDIS_UID}",
+            # its working directory, like the Kubernetes emptyDir (and no anonymous volume
+            # for the official image's VOLUME /data)
+            "tmpfs": ["/data"],
             "read_only": True,
             "networks": ["backend"],
             "healthcheck": _health(["CMD", "redis-cli", "ping"]),
