@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from keelhaul import __version__
@@ -319,6 +320,7 @@ def build_images(
         ("auth", lambda: build_auth(daemon, root, cache, names, say)),
         *((tier, functools.partial(build_tier, daemon, root, tier, names, say)) for tier in TIERS),
     ]
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for label, step in steps:
         t0 = time.monotonic()
         if label == "base" and _has_image(daemon, names.base):
@@ -327,6 +329,9 @@ def build_images(
             step()
         report.seconds[label] = round(time.monotonic() - t0, 1)
         say(f"{label}: {names.tier(label)} ready in {report.seconds[label]} s")
+    # vfs keeps whole copies: drop what an earlier build left untagged (replaced images,
+    # their stages); this build's own stages stay as the next build's cache
+    daemon.docker("image", "prune", "--force", "--filter", f"until={started}", check=False)
     return report
 
 

@@ -5,7 +5,8 @@ container runs as non-root with a read-only root file system. Only nginx publish
 port; the others share an internal network (the registry also joins the outer one when
 its storage is an object store).
 
-One limit of plain compose: nginx resolves ``registry`` and ``auth`` when it starts, so
+The file is accepted by both docker compose v2 and Debian's docker-compose 1.29 (so no
+top-level ``name:``). One limit of plain compose: nginx resolves ``registry`` and ``auth`` when it starts, so
 after re-creating either container, restart nginx too (``docker compose restart nginx``).
 """
 
@@ -172,7 +173,9 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     for service in services.values():
         if not service.get("depends_on", True):
             del service["depends_on"]
-    document: dict[str, Any] = {"name": "keelhaul", "services": services}
+    # no top-level `name:`: docker-compose 1.x (Debian's) rejects it; the project name comes
+    # from `-p` (or the directory), see the header
+    document: dict[str, Any] = {"services": services}
     if plan.storage.driver == "filesystem":
         document["volumes"] = {"registry-data": {}}
     document["networks"] = {"backend": {"internal": True}, "edge": {}}
@@ -184,5 +187,6 @@ def compose_yaml(document: dict[str, Any]) -> str:
         "# keelhaul reference stack for docker compose; rendered by `keelhaul stack render`.\n"
         "# Build the token service image first: docker build -f deploy/auth.Dockerfile -t "
         f"{document['services']['auth']['image']} .\n"
+        "# Start: docker compose -p keelhaul up -d   (docker-compose 1.x: docker-compose -p ...)\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
