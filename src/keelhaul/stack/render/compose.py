@@ -6,8 +6,9 @@ port; the others share an internal network (the registry also joins the outer on
 its storage is an object store).
 
 The file is accepted by both docker compose v2 and Debian's docker-compose 1.29 (so no
-top-level ``name:``). One limit of plain compose: nginx resolves ``registry`` and ``auth`` when it starts, so
-after re-creating either container, restart nginx too (``docker compose restart nginx``).
+top-level ``name:``). One limit of plain compose: nginx resolves ``registry`` and ``auth``
+when it starts, so after re-creating either container, restart nginx too
+(``docker compose restart nginx``).
 """
 
 from __future__ import annotations
