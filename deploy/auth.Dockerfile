@@ -35,7 +35,9 @@ ARG PIP_FIND_LINKS
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    KEELHAUL_AUTH_CONFIG=/etc/keelhaul/config/auth.yml \
+    PROMETHEUS_MULTIPROC_DIR=/var/run/keelhaul/metrics
 COPY locks/auth.txt /tmp/auth.txt
 RUN pip install --require-hashes --no-deps -r /tmp/auth.txt && rm /tmp/auth.txt
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
@@ -43,15 +45,14 @@ RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
  && mkdir -p /etc/keelhaul/config /etc/keelhaul/users /etc/keelhaul/keys \
         /var/run/keelhaul/metrics \
  && chown keelhaul:keelhaul /var/run/keelhaul/metrics
-# last: a source change rebuilds only these two layers (and the build stage's wheel)
-COPY --from=build /wheels /wheels
-RUN pip install --no-deps /wheels/*.whl && rm -rf /wheels
-ENV KEELHAUL_AUTH_CONFIG=/etc/keelhaul/config/auth.yml \
-    PROMETHEUS_MULTIPROC_DIR=/var/run/keelhaul/metrics
-USER 10001
 EXPOSE 8000
 # no curl in a slim image: the interpreter that is there does the probe
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
 STOPSIGNAL SIGTERM
 CMD ["keelhaul", "auth", "serve"]
+# last, so that a source change rebuilds only these three steps (and the build stage's
+# wheel): the classic builder with vfs copies the whole file system for every step
+COPY --from=build /wheels /wheels
+RUN pip install --no-deps /wheels/*.whl && rm -rf /wheels
+USER 10001
