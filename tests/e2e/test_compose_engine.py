@@ -151,7 +151,7 @@ def test_rendered_compose_runs_in_a_real_engine(
     try:
         up = project.compose("up", "--detach", "--no-color")
         engine_ledger.record_project(project.name)
-        assert up.returncode == 0, up.stderr
+        assert up.returncode == 0, up.stderr + project.compose("logs", "--tail", "20").stdout
         containers = project.wait_healthy(time.monotonic() + HEALTH_WAIT)
         engine_ledger.record_project(project.name)
 
@@ -314,7 +314,8 @@ def _k8s_paths(container: dict[str, Any], volumes: list[dict[str, Any]]) -> set[
 
 
 def _compose_paths(service: dict[str, Any]) -> set[str]:
-    return {v.split(":")[1] for v in service.get("volumes", [])} | set(service.get("tmpfs", []))
+    tmpfs = {t.split(":")[0] for t in service.get("tmpfs", [])}  # path[:options]
+    return {v.split(":")[1] for v in service.get("volumes", [])} | tmpfs
 
 
 def _env_keys(out: Path, service: dict[str, Any]) -> dict[str, str | None]:

@@ -20,6 +20,7 @@ import yaml
 from keelhaul.stack.plan import StackPlan
 from keelhaul.stack.render.material import (
     AUTH_CONFIG_ENV,
+    AUTH_UID,
     METRICS_DIR,
     NGINX_UID,
     REDIS_UID,
@@ -116,7 +117,8 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
             _mount("token.key", files.signing_key),
             _mount("token.crt", files.signing_cert),
         ],
-        "tmpfs": ["/tmp", METRICS_DIR],  # noqa: S108 - gunicorn's heartbeat files
+        # a tmpfs is root's 0755 unless told: the non-root workers write their metric files
+        "tmpfs": ["/tmp", f"{METRICS_DIR}:uid={AUTH_UID},gid={AUTH_UID},mode=0700"],  # noqa: S108
         "read_only": True,
         "networks": ["backend"],
         "depends_on": depends_redis(),
