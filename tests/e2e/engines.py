@@ -41,7 +41,7 @@ def loopback_name() -> tuple[str, str]:
 
     The compose test's public URL uses the host's name, as an operator's would (a realm on
     a loopback *literal* is what ``stack doctor`` rightly flags for a published port), while
-    every byte still goes to 127.0.0.0/8: the daemon publishes ports on that address only.
+    every byte still goes to 127.0.0.0/8: the port is published on that address only.
     """
     name = socket.gethostname()
     addresses = {info[4][0] for info in socket.getaddrinfo(name, None, socket.AF_INET)}
@@ -55,8 +55,7 @@ def loopback_name() -> tuple[str, str]:
 
 
 def start_dockerd() -> Dockerd:
-    _, address = loopback_name()
-    daemon = Dockerd(data_root(ENGINE_CACHE), extra_args=("--ip", address))
+    daemon = Dockerd(data_root(ENGINE_CACHE))
     daemon.start()
     return daemon
 

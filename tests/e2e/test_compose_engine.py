@@ -143,7 +143,8 @@ def test_rendered_compose_runs_in_a_real_engine(
     out = tmp_path / "deploy"
     rendered = keelhaul(
         "stack", "render", "--target", "compose", "--out", str(out),
-        "--public-url", f"http://{host}", *stack_images.render_options(),
+        "--public-url", f"http://{host}", "--publish-address", address,
+        *stack_images.render_options(),
     )  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
     passwords = _passwords(out)

@@ -50,7 +50,7 @@ def test_build_context_of_this_checkout_is_stable() -> None:
 
 
 def test_dockerd_flags_keep_it_private(tmp_path: Path) -> None:
-    daemon = Dockerd(tmp_path / "data", extra_args=("--ip", "127.0.1.1"))
+    daemon = Dockerd(tmp_path / "data", extra_args=("--debug",))
     daemon.run_dir = tmp_path / "run"
     argv = daemon.argv()
     flags = dict(zip(argv[1::2], argv[2::2], strict=False))
@@ -62,7 +62,7 @@ def test_dockerd_flags_keep_it_private(tmp_path: Path) -> None:
         assert flag in argv
     assert argv[argv.index("--storage-driver") + 1] == "vfs"
     assert argv[argv.index("--bridge") + 1] == "none"
-    assert argv[-2:] == ["--ip", "127.0.1.1"]
+    assert argv[-1] == "--debug"
     assert daemon.env()["DOCKER_HOST"] == daemon.host
 
 

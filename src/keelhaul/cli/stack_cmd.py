@@ -335,6 +335,11 @@ def doctor(
 )
 @click.option("--redis-image", help="Redis' image [default: redis:7.2-alpine].")
 @click.option(
+    "--publish-address",
+    help="compose: publish the entry on this host address only, e.g. 127.0.0.1 "
+    "[default: every address].",
+)
+@click.option(
     "--keys",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Bring token.key/token.crt (and tls.crt/tls.key) instead of generating them.",
@@ -357,6 +362,7 @@ def render(
     registry_image: str | None,
     nginx_image: str | None,
     redis_image: str | None,
+    publish_address: str | None,
     keys: Path | None,
     **knobs: Any,
 ) -> None:
@@ -383,7 +389,12 @@ def render(
     }
     if public_url is None and settings.tls:
         public_url = "https://localhost:5443"
-    optional = {"public_url": public_url, "namespace": namespace, "cpus": cpus}
+    optional = {
+        "public_url": public_url,
+        "namespace": namespace,
+        "cpus": cpus,
+        "publish_address": publish_address,
+    }
     raw.update({k: v for k, v in optional.items() if v is not None})
     images = {
         "auth": auth_image,

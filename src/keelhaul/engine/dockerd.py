@@ -2,9 +2,10 @@
 
 ``make images`` and the end-to-end tests start one the same way: as root, ``--storage-driver
 vfs`` (works on any file system, no kernel module), ``--iptables=false --bridge=none`` (no
-host firewall rule and no ``docker0``), ``--ip 127.0.0.1`` (a port a compose file publishes
-without an address binds to loopback only) and an empty ``--config-file`` (the host's
-``/etc/docker/daemon.json`` is not read). The data root persists (it is the image cache);
+host firewall rule and no ``docker0``) and an empty ``--config-file`` (the host's
+``/etc/docker/daemon.json`` is not read). A published port binds where its spec says:
+dockerd's ``--ip`` only concerns the default bridge, absent here, so a compose file must
+name the address (``stack render --publish-address``). The data root persists (it is the image cache);
 everything else lives in a fresh run directory removed at stop. One dockerd per data root
 at a time: an exclusive ``flock`` beside it is held while the daemon runs.
 
@@ -131,7 +132,6 @@ class Dockerd:
             "--ip6tables=false",
             "--ip-masq=false",
             "--bridge", "none",
-            "--ip", "127.0.0.1",
             "--log-level", "warn",
             *self.extra_args,
         ]  # fmt: skip

@@ -149,6 +149,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "mem_limit": "1g",
         "restart": "unless-stopped",
     }
+    published = f"{deploy.publish_address}:" if deploy.publish_address else ""
     nginx_volumes = [_mount("nginx.conf", files.nginx_config)]
     if plan.settings.tls:
         nginx_volumes += [_mount("tls.crt", files.tls_cert), _mount("tls.key", files.tls_key)]
@@ -159,7 +160,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "volumes": nginx_volumes,
         "tmpfs": [files.nginx_temp],
         "read_only": True,
-        "ports": [f"{deploy.public_port}:{plan.ports['nginx']}"],
+        "ports": [f"{published}{deploy.public_port}:{plan.ports['nginx']}"],
         "networks": ["backend", "edge"],
         "depends_on": {
             "registry": {"condition": "service_healthy"},

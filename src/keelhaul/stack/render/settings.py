@@ -65,6 +65,12 @@ class DeploySettings(FrozenModel):
     )
     nginx_replicas: int = Field(default=2, ge=1, le=100)
     images: Images = Field(default_factory=Images)
+    publish_address: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F.:\[\]]+$",
+        description="compose: the host address the entry port is published on "
+        "(default: every address)",
+    )
 
     @field_validator("public_url")
     @classmethod
