@@ -5,9 +5,9 @@ vfs`` (works on any file system, no kernel module), ``--iptables=false --bridge=
 host firewall rule and no ``docker0``) and an empty ``--config-file`` (the host's
 ``/etc/docker/daemon.json`` is not read). A published port binds where its spec says:
 dockerd's ``--ip`` only concerns the default bridge, absent here, so a compose file must
-name the address (``stack render --publish-address``). The data root persists (it is the image cache);
-everything else lives in a fresh run directory removed at stop. One dockerd per data root
-at a time: an exclusive ``flock`` beside it is held while the daemon runs.
+name the address (``stack render --publish-address``). The data root persists (it is the
+image cache); everything else lives in a fresh run directory removed at stop. One dockerd
+per data root at a time: an exclusive ``flock`` beside it is held while the daemon runs.
 
 User-defined bridge networks (what a compose project creates) still work without
 ``docker0``; published ports go through ``docker-proxy`` (userland), which needs no
