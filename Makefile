@@ -10,7 +10,7 @@ APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /
 	/usr/sbin/dockerd /usr/bin/docker-compose /usr/bin/podman /usr/sbin/debootstrap /usr/sbin/slapd /usr/bin/ldapadd /usr/bin/prometheus \
 	/usr/bin/prometheus-node-exporter /usr/bin/prometheus-process-exporter /usr/bin/prometheus-nginx-exporter /usr/bin/prometheus-redis-exporter
 
-.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock bench-token bench-client bench-load bench-diagnose clean
+.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock images bench-token bench-client bench-load bench-diagnose clean
 
 # the field report retold: a badly shaped stack, skopeo checks, `keelhaul tune` step by step, stack down
 demo: deps venv
@@ -27,6 +27,11 @@ test-integration: deps venv
 
 test-e2e: deps venv
 	$(PY) -m pytest tests/e2e
+
+# the stack's images from Debian packages and the locked wheels, built by a private dockerd
+# whose data root (the cache) is /var/cache/keelhaul/docker; reused when present
+images: deps venv
+	$(PY) -m keelhaul.engine
 
 lint: venv
 	.venv/bin/ruff check src tests bench

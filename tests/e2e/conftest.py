@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -37,6 +37,10 @@ __all__ = [
     "kill_leftovers",
     "running_stack",
 ]
+
+if TYPE_CHECKING:
+    from keelhaul.engine import Dockerd
+    from support.engines import Ledger
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +135,28 @@ def open_report(browser: Any) -> Callable[[Path], OpenedPage]:
         return opened
 
     return opener
+
+
+# --- container engines (one private dockerd per session; see engines.py) -----------------
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """A private dockerd (socket, exec root, pidfile of its own; the image cache as data
+    root), started once per session and stopped by pid at its end, even after a failure."""
+    from support.engines import start_dockerd
+
+    daemon = start_dockerd()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def engine_ledger(dockerd: Dockerd) -> Iterator[Ledger]:
+    """Records what a test creates in the daemon; removes it by id at teardown."""
+    from support.engines import ledger
+
+    with ledger(dockerd) as book:
+        yield book

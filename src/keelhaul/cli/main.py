@@ -18,18 +18,32 @@ def cli() -> None:
     """Run a private Docker/OCI registry fast and safely."""
 
 
-def _register() -> None:
-    # Imported lazily so that `keelhaul --help` stays fast and each part's
-    # dependencies (Flask, Locust) are only needed by its own commands.
-    from keelhaul.cli import auth_cmd, diagnose_cmd, image_cmd, load_cmd, stack_cmd, tune_cmd
+_COMMANDS = (
+    ("auth_cmd", ("auth",)),
+    ("stack_cmd", ("stack",)),
+    ("image_cmd", ("image",)),
+    ("load_cmd", ("load",)),
+    ("diagnose_cmd", ("diagnose", "profile")),
+    ("tune_cmd", ("tune",)),
+)
+"""Command module -> the commands it adds."""
 
-    cli.add_command(auth_cmd.auth)
-    cli.add_command(stack_cmd.stack)
-    cli.add_command(image_cmd.image)
-    cli.add_command(load_cmd.load)
-    cli.add_command(diagnose_cmd.diagnose)
-    cli.add_command(diagnose_cmd.profile)
-    cli.add_command(tune_cmd.tune)
+
+def _register() -> None:
+    # Imported here so that each part's dependencies (Flask, Locust, hdrh...) are only
+    # needed by its own commands: the token service's image installs the `auth` extra only,
+    # and there a part whose third-party imports are missing is simply not offered.
+    import importlib
+
+    for module_name, commands in _COMMANDS:
+        try:
+            module = importlib.import_module(f"keelhaul.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if (exc.name or "keelhaul").split(".")[0] == "keelhaul":
+                raise
+            continue
+        for name in commands:
+            cli.add_command(getattr(module, name))
 
 
 def main(argv: list[str] | None = None) -> int:

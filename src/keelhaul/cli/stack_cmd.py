@@ -338,6 +338,16 @@ def doctor(
 @click.option("--namespace", help="Kubernetes namespace of every object.")
 @click.option("--cpus", type=int, help="CPU limit per container; workers follow it [default: 2].")
 @click.option("--auth-image", help="The token service's image [default: keelhaul-auth:VERSION].")
+@click.option("--registry-image", help="The registry's image [default: registry:2.8.3].")
+@click.option(
+    "--nginx-image", help="nginx's image [default: nginxinc/nginx-unprivileged:1.26-alpine]."
+)
+@click.option("--redis-image", help="Redis' image [default: redis:7.2-alpine].")
+@click.option(
+    "--publish-address",
+    help="compose: publish the entry on this host address only, e.g. 127.0.0.1 "
+    "[default: every address].",
+)
 @click.option(
     "--keys",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
@@ -358,6 +368,10 @@ def render(
     namespace: str | None,
     cpus: int | None,
     auth_image: str | None,
+    registry_image: str | None,
+    nginx_image: str | None,
+    redis_image: str | None,
+    publish_address: str | None,
     keys: Path | None,
     **knobs: Any,
 ) -> None:
@@ -384,10 +398,21 @@ def render(
     }
     if public_url is None and settings.tls:
         public_url = "https://localhost:5443"
-    optional = {"public_url": public_url, "namespace": namespace, "cpus": cpus}
+    optional = {
+        "public_url": public_url,
+        "namespace": namespace,
+        "cpus": cpus,
+        "publish_address": publish_address,
+    }
     raw.update({k: v for k, v in optional.items() if v is not None})
-    if auth_image is not None:
-        raw["images"] = {"auth": auth_image}
+    images = {
+        "auth": auth_image,
+        "registry": registry_image,
+        "nginx": nginx_image,
+        "redis": redis_image,
+    }
+    if any(v is not None for v in images.values()):
+        raw["images"] = {k: v for k, v in images.items() if v is not None}
     try:
         deploy = DeploySettings.model_validate(raw)
     except ValidationError as exc:

@@ -5,8 +5,10 @@ container runs as non-root with a read-only root file system. Only nginx publish
 port; the others share an internal network (the registry also joins the outer one when
 its storage is an object store).
 
-One limit of plain compose: nginx resolves ``registry`` and ``auth`` when it starts, so
-after re-creating either container, restart nginx too (``docker compose restart nginx``).
+The file is accepted by both docker compose v2 and Debian's docker-compose 1.29 (so no
+top-level ``name:``). One limit of plain compose: nginx resolves ``registry`` and ``auth``
+when it starts, so after re-creating either container, restart nginx too
+(``docker compose restart nginx``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from keelhaul.stack.plan import StackPlan
 from keelhaul.stack.redisconf import redis_argv
 from keelhaul.stack.render.material import (
     AUTH_CONFIG_ENV,
+    AUTH_UID,
     METRICS_DIR,
     NGINX_UID,
     REDIS_UID,
@@ -78,6 +81,9 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
             "image": images.redis,
             "command": redis_argv("redis-server", plan),
             "user": f"{REDIS_UID}:{REDIS_UID}",
+            # its working directory, like the Kubernetes emptyDir (and no anonymous volume
+            # for the official image's VOLUME /data)
+            "tmpfs": ["/data"],
             "read_only": True,
             "networks": ["backend"],
             "healthcheck": _health(["CMD", "redis-cli", "ping"]),
@@ -98,7 +104,8 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
             _mount("token.key", files.signing_key),
             _mount("token.crt", files.signing_cert),
         ],
-        "tmpfs": ["/tmp", METRICS_DIR],  # noqa: S108 - gunicorn's heartbeat files
+        # a tmpfs is root's 0755 unless told: the non-root workers write their metric files
+        "tmpfs": ["/tmp", f"{METRICS_DIR}:uid={AUTH_UID},gid={AUTH_UID},mode=0700"],  # noqa: S108
         "read_only": True,
         "networks": ["backend"],
         "depends_on": depends_redis(),
@@ -129,6 +136,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "mem_limit": "1g",
         "restart": "unless-stopped",
     }
+    published = f"{deploy.publish_address}:" if deploy.publish_address else ""
     nginx_volumes = [_mount("nginx.conf", files.nginx_config)]
     if plan.settings.tls:
         nginx_volumes += [_mount("tls.crt", files.tls_cert), _mount("tls.key", files.tls_key)]
@@ -139,7 +147,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "volumes": nginx_volumes,
         "tmpfs": [files.nginx_temp],
         "read_only": True,
-        "ports": [f"{deploy.public_port}:{plan.ports['nginx']}"],
+        "ports": [f"{published}{deploy.public_port}:{plan.ports['nginx']}"],
         "networks": ["backend", "edge"],
         "depends_on": {
             "registry": {"condition": "service_healthy"},
@@ -160,7 +168,9 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     for service in services.values():
         if not service.get("depends_on", True):
             del service["depends_on"]
-    document: dict[str, Any] = {"name": "keelhaul", "services": services}
+    # no top-level `name:`: docker-compose 1.x (Debian's) rejects it; the project name comes
+    # from `-p` (or the directory), see the header
+    document: dict[str, Any] = {"services": services}
     volumes: dict[str, Any] = {}
     if plan.storage.driver == "filesystem":
         volumes["registry-data"] = {}
@@ -177,5 +187,6 @@ def compose_yaml(document: dict[str, Any]) -> str:
         "# keelhaul reference stack for docker compose; rendered by `keelhaul stack render`.\n"
         "# Build the token service image first: docker build -f deploy/auth.Dockerfile -t "
         f"{document['services']['auth']['image']} .\n"
+        "# Start: docker compose -p keelhaul up -d   (docker-compose 1.x: docker-compose -p ...)\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)

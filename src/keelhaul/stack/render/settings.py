@@ -20,17 +20,27 @@ __all__ = ["DeploySettings", "Images", "MonitoringImages", "RenderTarget"]
 RenderTarget = Literal["compose", "k8s"]
 
 
+_IMAGE = r"^[a-z0-9][a-z0-9._/:@-]*$"
+"""An image reference as docker spells it: [host[:port]/]path[:tag][@digest], lower case."""
+
+
 class Images(FrozenModel):
+    """Each tier's image: the official ones by default, so a render works anywhere images
+    can be pulled; ``make images`` builds local stand-ins from Debian packages
+    (``keelhaul.engine.images.ImageNames``) for hosts that cannot pull."""
+
     auth: str = Field(
         default=f"keelhaul-auth:{__version__}",
+        pattern=_IMAGE,
         description="built from deploy/auth.Dockerfile",
     )
-    registry: str = "registry:2.8.3"
+    registry: str = Field(default="registry:2.8.3", pattern=_IMAGE)
     nginx: str = Field(
         default="nginxinc/nginx-unprivileged:1.26-alpine",
+        pattern=_IMAGE,
         description="non-root nginx (uid 101); it has stub_status and busybox wget",
     )
-    redis: str = "redis:7.2-alpine"
+    redis: str = Field(default="redis:7.2-alpine", pattern=_IMAGE)
 
 
 class MonitoringImages(FrozenModel):
@@ -67,6 +77,12 @@ class DeploySettings(FrozenModel):
     nginx_replicas: int = Field(default=2, ge=1, le=100)
     images: Images = Field(default_factory=Images)
     monitoring_images: MonitoringImages = Field(default_factory=MonitoringImages)
+    publish_address: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F.:\[\]]+$",
+        description="compose: the host address the entry port is published on "
+        "(default: every address)",
+    )
 
     @field_validator("public_url")
     @classmethod
