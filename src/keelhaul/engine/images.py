@@ -239,8 +239,13 @@ def download_wheels(root: Path, wheels: Path, say: Say) -> None:
         )  # fmt: skip
 
 
+WHEELS_PORT = 38417
+"""Fixed: the classic builder keys its cache on build arguments, and PIP_FIND_LINKS names the
+port; a random one would rebuild every RUN step each time. Busy -> any port (cache miss)."""
+
+
 @contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
+def serve_directory(directory: Path, port: int = WHEELS_PORT) -> Iterator[str]:
     """``http://127.0.0.1:PORT/``: a directory listing pip reads as ``--find-links``."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -248,7 +253,10 @@ def serve_directory(directory: Path) -> Iterator[str]:
             return
 
     handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
