@@ -239,8 +239,13 @@ def download_wheels(root: Path, wheels: Path, say: Say) -> None:
         )  # fmt: skip
 
 
+WHEELS_PORT = 38417
+"""Fixed: the classic builder keys its cache on build arguments, and PIP_FIND_LINKS names the
+port; a random one would rebuild every RUN step each time. Busy -> any port (cache miss)."""
+
+
 @contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
+def serve_directory(directory: Path, port: int = WHEELS_PORT) -> Iterator[str]:
     """``http://127.0.0.1:PORT/``: a directory listing pip reads as ``--find-links``."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -248,7 +253,10 @@ def serve_directory(directory: Path) -> Iterator[str]:
             return
 
     handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -260,9 +268,16 @@ def serve_directory(directory: Path) -> Iterator[str]:
 
 
 def _build(
-    daemon: Dockerd, context: bytes, dockerfile: str, tag: str, args: dict[str, str]
+    daemon: Dockerd,
+    context: bytes,
+    dockerfile: str,
+    tag: str,
+    args: dict[str, str],
+    target: str | None = None,
 ) -> None:
     argv = ["build", "--network", "host", "-f", dockerfile, "-t", tag]
+    if target is not None:
+        argv += ["--target", target]
     for key, value in args.items():
         argv += ["--build-arg", f"{key}={value}"]
     done = daemon.docker(
@@ -280,13 +295,12 @@ def build_auth(daemon: Dockerd, root: Path, cache: Path, names: ImageNames, say:
     context = build_context(root, dockerfile)
     say(f"docker build -f deploy/auth.Dockerfile --build-arg PYTHON_IMAGE={names.base}")
     with serve_directory(wheels) as url:
-        _build(
-            daemon,
-            context,
-            "deploy/auth.Dockerfile",
-            names.auth,
-            {"PYTHON_IMAGE": names.base, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url},
-        )
+        args = {"PYTHON_IMAGE": names.base, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url}
+        # the build stage gets a tag of its own: untagged, the prune below would take it
+        # and with it the cache of the wheel (whose bytes differ each time it is rebuilt)
+        stage = names.auth.rsplit(":", 1)[0] + "-build-stage:cache"
+        _build(daemon, context, "deploy/auth.Dockerfile", stage, args, target="build")
+        _build(daemon, context, "deploy/auth.Dockerfile", names.auth, args)
 
 
 def build_tier(daemon: Dockerd, root: Path, tier: str, names: ImageNames, say: Say) -> None:
