@@ -75,7 +75,7 @@ def test_default_mapping_names_the_monitoring_jobs_and_process_groups() -> None:
 
 
 def test_kubernetes_mapping_matches_the_rendered_names() -> None:
-    from keelhaul.stack.render.kube import selector
+    from keelhaul.stack.render.k8s_objects import selector
 
     k8s = kubernetes("keelhaul")
     assert k8s.cpu_source == "cadvisor"

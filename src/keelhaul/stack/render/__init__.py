@@ -5,7 +5,7 @@
     settings.py   DeploySettings: public URL, storage, images, sizes (frozen)
     material.py   pure: the configs every target carries (no secret inside), Material
     compose.py    pure: compose.yaml
-    kube.py       pure: Kubernetes object builders (metadata, probes, volumes, policies)
+    k8s_objects.py pure: Kubernetes object builders (metadata, probes, volumes, policies)
     k8s.py        pure: the stack's Deployments, Services, HPA, PVC, Secrets, ConfigMaps
     monitoring.py pure: --monitoring: compose services, sidecars, annotations, scrape
                   configs, the diagnosis' tier mapping

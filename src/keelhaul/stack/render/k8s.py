@@ -21,7 +21,7 @@ import yaml
 
 from keelhaul.stack.plan import StackPlan
 from keelhaul.stack.redisconf import redis_argv
-from keelhaul.stack.render.kube import (
+from keelhaul.stack.render.k8s_objects import (
     base,
     config_volume,
     deployment,

@@ -30,7 +30,7 @@ from keelhaul.stack.monitoring import (
     stack_tiers,
 )
 from keelhaul.stack.plan import HOST, SERVICE_NAMES, StackPlan
-from keelhaul.stack.render.kube import APP, resources, security
+from keelhaul.stack.render.k8s_objects import APP, resources, security
 from keelhaul.stack.render.settings import DeploySettings
 
 __all__ = [

@@ -1,5 +1,5 @@
 """Kubernetes object builders: metadata, probes, limits, volumes, Deployments, Services,
-NetworkPolicies. Pure; :mod:`.k8s` puts the stack's objects together from them."""
+NetworkPolicies. Pure; :mod:`.k8s` puts the stack's manifests together from them."""
 
 from __future__ import annotations
 
