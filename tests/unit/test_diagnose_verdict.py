@@ -231,3 +231,35 @@ def test_proxy_errors_and_client_failures_are_caveats() -> None:
     # the first busy second is a ramp and left out of the window: 8 seconds x 3
     assert "nginx answered 24 x 504 to token (the upstream timed out)" in v.caveats
     assert "the load generator counted failures: token 7" in v.caveats
+
+
+def _registry_silent(throttle: tuple[float, float] | None) -> Synth:
+    """Manifest GETs reach the proxy; the registry's metrics endpoint never answers."""
+    from support.diagnose_synth import STACK_PROCS, cpu, procs_gauges
+
+    s = Synth()
+    for _ in range(SECONDS):
+        procs = cpu({"registry": (0.05, 2.9)}, 2.0, s.cores)
+        if throttle is not None:
+            procs["periods.registry"], procs["throttled_periods.registry"] = throttle
+        s.second(
+            add={"procs": procs, "nginx_log": {"n.manifest GET": 25.0, "up.manifest GET": 25.0}},
+            gauges={"procs": procs_gauges(STACK_PROCS)},
+            errors={"registry": "timed out"},
+        )
+    return s
+
+
+@pytest.mark.parametrize(
+    ("throttle", "title"),
+    [
+        ((10.0, 9.6), "the registry is starved of CPU by its cgroup quota"),
+        (None, "the registry is starved of CPU: too busy even to answer its metrics"),
+    ],
+)
+def test_a_registry_too_starved_to_answer_its_metrics_is_still_named(
+    throttle: tuple[float, float] | None, title: str
+) -> None:
+    v = decide(derive(_registry_silent(throttle).collection()))
+    assert (v.tier, v.title) == ("registry", title), v.text()
+    assert any("counted no request" in e for e in v.evidence)

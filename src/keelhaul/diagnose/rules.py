@@ -334,10 +334,45 @@ def redis_rule(s: Signals) -> Finding | None:
     )
 
 
+def _silent_registry(s: Signals, t: TierCpu) -> list[Finding]:
+    """Traffic, a registry throttled or wanting more CPU than the host has, and its own
+    metrics counting no request: a registry too starved to answer its metrics endpoint in
+    time (a Prometheus scrape of it times out; the local collector's read does too)."""
+    throttled = t.throttled_share is not None and t.throttled_share >= THROTTLED
+    if not s.active or not (throttled or t.demand >= CPU_BOUND * s.cores):
+        return []
+    ev = [_cpu_text("the registry", t, s.cores), "its own metrics counted no request"]
+    if s.errors.get("registry"):
+        ev.append(f"its metrics endpoint did not answer in {s.errors['registry']} samples")
+    if throttled:
+        limit = f" (limit {t.cpu_limit:.2f} CPUs)" if t.cpu_limit is not None else ""
+        share = f"its cgroup was throttled in {_pct(t.throttled_share or 0)} of CPU periods"
+        return [
+            Finding(
+                "registry",
+                1.0,
+                "the registry is starved of CPU by its cgroup quota",
+                (share + limit, *ev),
+                ("raise the registry's CPU limit (or remove it)", "add registry replicas"),
+            )
+        ]
+    return [
+        Finding(
+            "registry",
+            0.7,
+            "the registry is starved of CPU: too busy even to answer its metrics",
+            tuple(ev),
+            ("give the registry more CPUs or replicas", "move other work off its host"),
+        )
+    ]
+
+
 def registry_rules(s: Signals) -> list[Finding]:
     r, t = s.registry, s.tier("registry")
-    if r is None or t is None or r.rps <= 0:
+    if t is None:
         return []
+    if r is None or r.rps <= 0:
+        return _silent_registry(s, t)
     out: list[Finding] = []
     ev: list[str] = []
     if r.handler_mean is not None:
