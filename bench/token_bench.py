@@ -38,6 +38,7 @@ import httpx
 
 from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.htpasswd import hash_password
+from keelhaul.auth.serve import WORKER_CLASSES
 from keelhaul.client.layout import write_image
 from keelhaul.netutil import free_port, wait_for_port
 from keelhaul.stack import procs
@@ -49,7 +50,7 @@ from loadgen import LoadResult, hey, wrk
 
 RESULTS = Path(__file__).parent / "results" / "token.json"
 WORKERS = 2 * (os.cpu_count() or 1)  # the token service's default, used for (d) too
-WORKER_CLASS = "keelhaul.auth.worker.OneWriteGeventWorker"  # the token service's gevent worker
+WORKER_CLASS = WORKER_CLASSES["gevent"]  # the token service's own gevent worker
 
 
 def tree_cpu(roots: list[int]) -> float:
