@@ -137,14 +137,7 @@ class HttpxTransport:
             raw = self._client.send(built, stream=True, follow_redirects=request.follow_redirects)
         except httpx.HTTPError as exc:
             raise _translate(exc, request.url) from None
-        response = _HttpxResponse(request, raw)
-        if not request.stream:
-            try:
-                response.read()
-            except BaseException:
-                response.close()
-                raise
-        return response
+        return _HttpxResponse(request, raw).settled()
 
     def close(self) -> None:
         self._bulk.close()

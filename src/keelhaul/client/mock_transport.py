@@ -95,14 +95,7 @@ class MockTransport:
             self._record(request, 0)
             raise
         self._record(request, reply.status)
-        response = MockResponse(request, reply)
-        if not request.stream:
-            try:
-                response.read()
-            except BaseException:
-                response.close()
-                raise
-        return response
+        return MockResponse(request, reply).settled()
 
     def names(self) -> list[str]:
         """The statistics names of every request so far, in order."""

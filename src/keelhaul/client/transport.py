@@ -110,6 +110,17 @@ class Response(abc.ABC):
             self._body = b"".join(self.iter_bytes())
         return self._body
 
+    def settled(self) -> Response:
+        """What a transport's ``send`` returns: read unless the request streams, closed if
+        reading fails (one place for every transport)."""
+        if not self.request.stream:
+            try:
+                self.read()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
     # --- outcome for statistics ----------------------------------------------------
 
     def accept(self) -> None:
