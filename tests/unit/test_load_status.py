@@ -147,3 +147,13 @@ def test_diagnosis_seconds_watched_are_shown_with_diagnose() -> None:
         "diagnosis: watching the stack, 42s; highest CPU demand so far: auth (1.42 CPUs)"
     )
     assert " diagnosis=42s diagnosis_top=auth:1.42 " in plain_line(known)
+
+
+def test_reading_sums_histograms_of_the_whole_flow_entries_only() -> None:
+    """The display shows percentiles of whole flows only: a request stage's window keeps its
+    counts, bytes and slowest sample, and no histogram (summing those was most of a frame)."""
+    view = _stats().live(T0 + 5, T0 + 9)
+    blob, pull = view.window["blob GET"], view.window["image pull"]
+    assert (blob.count, blob.bytes, blob.max_us) == (20, 20_000, 40_000)
+    assert dict(blob.items()) == {}
+    assert pull.count == 5 and sum(count for _, count in pull.items()) == 5

@@ -114,6 +114,13 @@ class Bucket:
         for index, count in other.items():
             hist[index] = hist.get(index, 0) + count
 
+    def add_counts(self, other: Bucket) -> None:
+        """``add`` without the histogram: for readers that want no percentiles of it."""
+        self.count += other.count
+        self.failures += other.failures
+        self.bytes += other.bytes
+        self.max_us = max(self.max_us, other.max_us)
+
     def copy(self) -> Bucket:
         out = Bucket()
         out.add(self)
