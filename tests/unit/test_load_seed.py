@@ -47,6 +47,7 @@ def test_local_workers_get_credentials_through_the_environment_only() -> None:
     assert argv[:5] == ["py", "-m", "keelhaul", "load", "--worker"]
     assert "4242" in argv
     assert "--worker-stats" in argv
+    assert argv[argv.index("--print-every") + 1] == "0"  # the master's terminal shows the merge
     assert "s3cret" not in " ".join(argv)
     assert "alice" not in " ".join(argv)
     env = worker_env(settings, {"PATH": "/bin", "KEELHAUL_LOAD_PROCESSES": "2"})

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from keelhaul.load.stats import RunStats
-from keelhaul.load.status import RunShape, block_lines, plain_line, progress_of
+from keelhaul.load.status import (
+    RunShape,
+    WorkerProgress,
+    block_lines,
+    plain_line,
+    progress_of,
+    window,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -157,3 +164,48 @@ def test_reading_sums_histograms_of_the_whole_flow_entries_only() -> None:
     assert (blob.count, blob.bytes, blob.max_us) == (20, 20_000, 40_000)
     assert dict(blob.items()) == {}
     assert pull.count == 5 and sum(count for _, count in pull.items()) == 5
+
+
+def test_a_workers_line_and_block_show_its_own_share() -> None:
+    stats = _stats()
+    p = progress_of(
+        stats.live(T0 + 5, T0 + 9),
+        elapsed_s=10.5,
+        seconds=5,
+        shape=RunShape(run_time_s=None, iterations=None, rate=None),
+        users=3,
+    )
+    shown = WorkerProgress("10.0.0.5:5557", True, "running", p)
+    line = shown.line()
+    assert line.startswith("worker progress master=10.0.0.5:5557 connected=yes state=running ")
+    assert " users=3 requests=41 rps=4.2 failures=1 fail=2.44% " in line
+    assert "\n" not in line and all(ord(c) >= 32 for c in line)
+    block = shown.block()
+    assert block[0] == (
+        "worker of 10.0.0.5:5557 (connected): running, users 3, requests 41 (4.2/s now), "
+        "failures 1 (2.44%)"
+    )
+    assert block[1] == "last: login: RegistryUnauthorized: bad password"
+    gone = WorkerProgress("10.0.0.5:5557", False, "stopped", p)
+    assert "connected=no state=stopped" in gone.line()
+    assert "41 requests sent, 1 failures" in gone.stopped_line()
+
+
+def test_the_window_is_the_last_complete_seconds_and_none_before_the_start() -> None:
+    assert window(T0 + 20.5, T0) == (T0 + 15, T0 + 19)
+    assert window(T0 + 20.5, T0 + 18.2) == (T0 + 18, T0 + 19)
+    assert window(T0 + 20.5, T0, lag_s=4) == (T0 + 11, T0 + 15)
+    assert window(T0 + 20.5, None) == (T0 + 15, T0 + 19)
+
+
+def test_a_test_stopped_from_the_web_ui_says_what_it_did() -> None:
+    p = progress_of(
+        _stats().live(T0 + 5, T0 + 9),
+        elapsed_s=75,
+        seconds=5,
+        shape=RunShape(run_time_s=None, iterations=None, rate=None),
+        users=4,
+    )
+    assert p.stopped_line().startswith(
+        "test stopped after 1m15s: 11 iterations, 41 requests, 1 failures (2.44%);"
+    )

@@ -208,7 +208,8 @@ def load(
     _setup_logging(loglevel)
     home = Path.home()
     if settings.worker:
-        load_worker.run_worker(settings, environ=os.environ, home=home, say=_say)
+        display = _display(settings, None, None)
+        load_worker.run_worker(settings, environ=os.environ, home=home, say=_say, display=display)
         return
     # --- keelhaul.diagnose hook (issue #6): start before the run, finish after it ---------
     hook = None

@@ -32,6 +32,7 @@ def worker_argv(
         python, "-m", "keelhaul", "load", "--worker",
         "--master-host", "127.0.0.1", "--master-port", str(master_port),
         "--stop-timeout", f"{settings.stop_timeout_s:g}",
+        "--print-every", "0",  # they share the master's stderr: its merged view is shown
     ]  # fmt: skip
     if embedded:
         argv += ["--stack-dir", str(settings.stack_dir)]

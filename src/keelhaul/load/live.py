@@ -1,4 +1,4 @@
-"""Showing a run while it runs: a greenlet in the leading process draws its progress.
+"""Showing a run while it runs: a greenlet of the load process draws its progress.
 
 On a terminal, a status block redrawn once a second with rich (``rich.live``: drawn in
 place, our other messages scroll above it, and it vanishes when the run ends, giving way to
@@ -7,24 +7,27 @@ the final table). Not on a terminal, one plain line every ``--print-every`` seco
 own timer: nothing is added to the users' path, and a display that fails stops drawing with
 one warning instead of stopping the run.
 
-Imports gevent: used by the load kit's leading process only.
+What is drawn is any :class:`Shown` reading: the leading process's
+:class:`~keelhaul.load.status.Progress` (headless, or each test started from ``--web``), a
+``--worker``'s :class:`~keelhaul.load.status.WorkerProgress`.
+
+Imports gevent: used by the load kit's processes only.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
 import gevent
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from keelhaul.load.status import Progress, block_lines, plain_line
-
-__all__ = ["DisplaySpec", "LiveDisplay"]
+__all__ = ["DisplaySpec", "LiveDisplay", "Shown"]
 
 TERMINAL_EVERY_S = 1.0
 
@@ -45,19 +48,43 @@ class DisplaySpec:
     """The agent's tier with the highest CPU demand so far (name, CPUs), once it knows."""
 
 
+class Shown(Protocol):
+    """A reading the display can draw: a few lines on a terminal, one line elsewhere."""
+
+    def block(self) -> list[str]: ...
+
+    def line(self) -> str: ...
+
+
 class LiveDisplay:
     """Draws ``read()`` every second (terminal) or every ``every_s`` seconds (plain lines).
 
-    ``start`` once the users start, ``stop`` once the last statistics are in."""
+    ``start`` once the users start, ``stop`` once the last statistics are in (or
+    :meth:`follow_tests`: from each test's start to its stop). ``frames`` and
+    ``draw_cpu_s`` count what drawing cost this process (CPU seconds, read and draw)."""
 
     def __init__(
-        self, spec: DisplaySpec, read: Callable[[], Progress], say: Callable[[str], None]
+        self, spec: DisplaySpec, read: Callable[[], Shown], say: Callable[[str], None]
     ) -> None:
         self._spec = spec
         self._read = read
         self._say = say
         self._greenlet: gevent.Greenlet[[], None] | None = None
         self._live: Live | None = None
+        self.frames = 0
+        self.draw_cpu_s = 0.0
+
+    def follow_tests(self, events: Any, on_stop: Callable[[], None] | None = None) -> None:
+        """Draw from each test's start to its stop (Locust's ``test_start`` / ``test_stop``:
+        tests started from the web UI, or by a master); ``on_stop`` once the block is gone."""
+
+        def stopped(**_kw: Any) -> None:
+            self.stop()
+            if on_stop is not None:
+                on_stop()
+
+        events.test_start.add_listener(lambda **_kw: self.start())
+        events.test_stop.add_listener(stopped)
 
     @property
     def enabled(self) -> bool:
@@ -67,7 +94,7 @@ class LiveDisplay:
         if not self.enabled or self._greenlet is not None:
             return
         if self._spec.terminal:
-            console = Console(file=self._spec.stream, highlight=False)
+            console = Console(file=self._spec.stream, force_terminal=True, highlight=False)
             self._live = Live(
                 console=console,
                 auto_refresh=False,  # our greenlet redraws: no thread of rich's own
@@ -91,16 +118,21 @@ class LiveDisplay:
         while True:
             gevent.sleep(every)
             try:
-                self._draw(self._read())
+                self.frame()
             except Exception as exc:  # noqa: BLE001 - the run matters more than its display
                 logger.warning("progress display stopped: %s: %s", type(exc).__name__, exc)
                 return
 
-    def _draw(self, progress: Progress) -> None:
+    def frame(self) -> None:
+        """Read and draw once (the loop's step; ``bench/load_bench.py`` times it)."""
+        began = time.process_time()
+        shown = self._read()
         live = self._live
         if live is None:
-            self._say(plain_line(progress))
-            return
-        lines = [Text(line) for line in block_lines(progress)]  # Text: no markup in errors
-        lines[0].stylize("bold")
-        live.update(Group(*lines), refresh=True)
+            self._say(shown.line())
+        else:
+            lines = [Text(line) for line in shown.block()]  # Text: no markup in errors
+            lines[0].stylize("bold")
+            live.update(Group(*lines), refresh=True)
+        self.frames += 1
+        self.draw_cpu_s += time.process_time() - began

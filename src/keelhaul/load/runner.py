@@ -45,7 +45,7 @@ from keelhaul.load.results import Outcome, conclude
 from keelhaul.load.runtime import Runtime
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.stats import RunStats
-from keelhaul.load.status import WINDOW_S, Progress, RunShape, progress_of
+from keelhaul.load.status import Progress, RunShape, progress_of, window
 from keelhaul.load.target import Target, open_target
 from keelhaul.load.users import make_user_class
 
@@ -228,15 +228,22 @@ class _Session:
             sys.argv[1:] = []
             self.web = self.env.create_web_ui(settings.web_host, settings.web_port)
             say(f"Locust web UI on http://{settings.web_host}:{_web_port(self.web)}/")
-        interrupted = False
+        interrupted = ending = False
         live: LiveDisplay | None = None
-        if display is not None and settings.autostart:
+        if display is not None:
             live = LiveDisplay(display, lambda: self.progress(display), say)
+
+        def stopped_from_the_ui() -> None:
+            if not ending:
+                say(self.progress(display).stopped_line())
+
         try:
             try:
                 if settings.autostart:
                     _headless(settings, runner, self.runtime, master, say, live)
                 else:
+                    if live is not None:  # each test started from the UI, shown here too
+                        live.follow_tests(self.env.events, stopped_from_the_ui)
                     say(
                         "start the test from the web UI; Ctrl-C ends the run and writes the reports"
                     )
@@ -244,6 +251,7 @@ class _Session:
             except KeyboardInterrupt:
                 interrupted = True
                 say("interrupted: stopping the users")
+            ending = True
             runner.stop()
             if master is not None and not self.attachment.wait_for_final_reports(
                 FINAL_REPORT_WAIT_S
@@ -262,10 +270,7 @@ class _Session:
         settings, master = self.settings, self.master
         now = time.time()
         started = self.clock.started
-        last = int(now) - 1 - (REPORT_LAG_S if master is not None else 0)
-        first = last - WINDOW_S + 1
-        if started is not None:
-            first = max(first, int(started))
+        first, last = window(now, started, REPORT_LAG_S if master is not None else 0)
         since = display.diagnosis_since if display is not None else None
         top = display.diagnosis_top if display is not None else None
         workers = None

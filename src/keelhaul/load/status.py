@@ -6,6 +6,7 @@ The leading process reads its :class:`~keelhaul.load.stats.RunStats` once a seco
 :func:`plain_line` the one greppable line printed every ``--print-every`` seconds when
 stderr is not a terminal. "Now" figures (requests/s, bytes/s, percentiles of the whole-flow
 entries) cover the last :data:`WINDOW_S` complete seconds; counts and failures are so far.
+A ``--worker`` shows its own share only, in one line: :class:`WorkerProgress`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ __all__ = [
     "EntryNow",
     "Progress",
     "RunShape",
+    "WorkerProgress",
     "block_lines",
     "plain_line",
     "progress_of",
+    "window",
 ]
 
 WINDOW_S = 5
@@ -83,6 +86,80 @@ class Progress:
         if self.shape.run_time_s is None:
             return None
         return max(0.0, self.shape.run_time_s - self.elapsed_s)
+
+    def block(self) -> list[str]:
+        return block_lines(self)
+
+    def line(self) -> str:
+        return plain_line(self)
+
+    def stopped_line(self) -> str:
+        """Said when a test started from the web UI stops: what it did, what comes next."""
+        return (
+            f"test stopped after {duration(self.elapsed_s)}: {self.iterations} iterations, "
+            f"{self.requests} requests, {self.failures} failures "
+            f"({100 * self.fail_ratio:.2f}%); start another from the web UI, or Ctrl-C "
+            "to write the reports"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerProgress:
+    """A ``--worker``'s own share of the run: whom it works for, and what it sent. The
+    merged view (flows, percentiles, the time left) is the master's to show."""
+
+    master: str
+    """``host:port`` of the master."""
+    connected: bool
+    state: str
+    """Locust's worker state: ``running``, ``spawning``, ``stopped``..."""
+    progress: Progress
+
+    def block(self) -> list[str]:
+        p = self.progress
+        lines = [
+            f"worker of {self.master} ({'connected' if self.connected else 'NOT connected'}): "
+            f"{self.state}, users {p.users if p.users is not None else '-'}, "
+            f"requests {p.requests} ({p.rps:.1f}/s now), "
+            f"failures {p.failures} ({100 * p.fail_ratio:.2f}%)"
+        ]
+        if p.last_error:
+            lines.append(f"last: {clean(p.last_error, 100)}")
+        return lines
+
+    def line(self) -> str:
+        p = self.progress
+        parts = [
+            f"master={clean(self.master, 80)}",
+            f"connected={'yes' if self.connected else 'no'}",
+            f"state={_key(self.state)}",
+            f"users={p.users if p.users is not None else '-'}",
+            f"requests={p.requests}",
+            f"rps={p.rps:.1f}",
+            f"failures={p.failures}",
+            f"fail={100 * p.fail_ratio:.2f}%",
+        ]
+        if p.last_error:
+            parts.append(f"last_error={clean(p.last_error, 120)!r}")
+        return "worker progress " + " ".join(parts)
+
+    def stopped_line(self) -> str:
+        p = self.progress
+        return (
+            f"worker: test stopped: {p.requests} requests sent, {p.failures} failures; "
+            f"waiting for the master at {clean(self.master, 80)}"
+        )
+
+
+def window(now: float, started: float | None, lag_s: int = 0) -> tuple[int, int]:
+    """The "now" window read at ``now``: the last :data:`WINDOW_S` complete seconds, ending
+    ``lag_s`` further back (a master's workers report every few seconds), none before the
+    test ``started``; ``(first, last)`` epoch seconds, inclusive (empty when last < first)."""
+    last = int(now) - 1 - lag_s
+    first = last - WINDOW_S + 1
+    if started is not None:
+        first = max(first, int(started))
+    return first, last
 
 
 def progress_of(

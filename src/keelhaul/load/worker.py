@@ -10,6 +10,11 @@ processes), and its users start when Locust's spawn message follows. When its sh
 ``--iterations`` is spent it says so (``keelhaul_done``); if it cannot take part it says why
 (``keelhaul_error``) and the master stops the run. It exits when the master quits, or
 right after sending its final statistics when the run was headless.
+
+While a test runs it shows its own share (``--print-every``, as the leading process): one
+line redrawn each second on a terminal, a ``worker progress`` line at the interval
+elsewhere, and a line when the test stops. Workers a ``--processes`` master starts itself
+run with ``--print-every 0``: they share the master's terminal, where the merged block is.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,11 +33,13 @@ from locust.env import Environment
 
 from keelhaul.errors import KeelhaulError, LoadError
 from keelhaul.load.hooks import attach
+from keelhaul.load.live import DisplaySpec, LiveDisplay
 from keelhaul.load.plan import DONE_MESSAGE, ERROR_MESSAGE, PLAN_MESSAGE, RunPlan
 from keelhaul.load.results import write_text
 from keelhaul.load.runtime import Runtime
 from keelhaul.load.settings import LoadSettings
 from keelhaul.load.stats import RunStats
+from keelhaul.load.status import RunShape, WorkerProgress, progress_of, window
 from keelhaul.load.target import Identities, worker_identities
 from keelhaul.load.users import make_user_class
 
@@ -52,6 +60,7 @@ def run_worker(
     environ: Mapping[str, str],
     home: Path,
     say: Callable[[str], None],
+    display: DisplaySpec | None = None,
 ) -> None:
     stats = RunStats()
     runtime = Runtime(stats)
@@ -103,6 +112,8 @@ def run_worker(
             gevent.spawn_later(EXIT_DELAY_S, runner.greenlet.kill, block=False)
 
     events.test_stop.add_listener(exit_after_stop)
+    if display is not None:
+        _show_progress(display, runner, stats, settings, say)
     # the master SIGTERMs local workers once it has their final statistics: end quietly
     on_term = gevent.signal_handler(signal.SIGTERM, runner.greenlet.kill, block=False)
     try:
@@ -111,3 +122,33 @@ def run_worker(
         runner.quit()
     finally:
         on_term.cancel()
+
+
+def _show_progress(
+    display: DisplaySpec,
+    runner: Any,
+    stats: RunStats,
+    settings: LoadSettings,
+    say: Callable[[str], None],
+) -> None:
+    """This worker's share, from each test's start to its stop (read on the display's timer)."""
+    master = f"{settings.master_host}:{settings.master_port}"
+    started: list[float] = []
+
+    def read() -> WorkerProgress:
+        now = time.time()
+        since = started[-1] if started else None
+        first, last = window(now, since)
+        progress = progress_of(
+            stats.live(first, last),
+            elapsed_s=now - since if since is not None else 0.0,
+            seconds=last - first + 1,
+            shape=RunShape(None, None, None),
+            users=int(runner.user_count),
+        )
+        return WorkerProgress(master, bool(runner.connected), str(runner.worker_state), progress)
+
+    runner.environment.events.test_start.add_listener(lambda **_kw: started.append(time.time()))
+    LiveDisplay(display, read, say).follow_tests(
+        runner.environment.events, lambda: say(read().stopped_line())
+    )
