@@ -21,11 +21,23 @@ And two load generators:
              per iteration (manifest by tag, config blob, layer blob) with a fixed bearer
              token header.
 
-And the live display's cost (issue #17), on the static target: ``keelhaul load`` with its
-progress off (``--print-every 0``) against the same run with its stderr on a pseudo-terminal,
-where the live status block is redrawn every second (the costlier of the two displays);
-alternating, median of ``--runs``; target ratio >= 0.98. Written to
-bench/results/load_display.json.
+And the live display's cost (issue #17), two ways, written to bench/results/load_display.json:
+
+  A/B runs   on the static target, ``keelhaul load`` with its progress off
+             (``--print-every 0``) against the same run with its stderr on a
+             pseudo-terminal, where the live status block is redrawn every second (the
+             costlier of the two displays); interleaved (the order flips each pair), median
+             of ``--runs`` each. Reported: the generator's CPU-seconds per 1000 requests (its
+             own process and any children, psutil) and its requests/s, each as a ratio of
+             medians with the range of each side and of the per-pair ratios, and the load
+             average around every run. Target: throughput ratio >= 0.98.
+  draw cost  what one frame costs, timed directly (``LiveDisplay.frame``: the stats read,
+             the block built, rich's redraw to a terminal; and the plain line) over
+             ``--frames`` frames on a RunStats holding 60 s of pull-reuse traffic at
+             ``--draw-rps`` (3000: the generator's ceiling on the quiet machine, where the
+             A/B runs do not reach on a busy one). At one frame a second on a
+             generator using one CPU, the throughput it can cost is that share of a CPU:
+             an answer that does not hang on a noisy throughput ratio.
 
 Same users, same duration, alternating, median of ``--runs``. Reported: requests/s of each,
 the ratio (target >= 0.7 on the static target), and CPU-seconds per 1000 requests of each
@@ -71,8 +83,15 @@ IMAGE = ("--images", "1", "--layers", "1", "--layer-size", "4k")
 
 
 def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU seconds of the process and its children (live ones, and those it has reaped)."""
+    proc = psutil.Process(pid)
+    times = proc.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return float(total)
 
 
 def _drain(fd: int, path: Path) -> None:
@@ -231,8 +250,16 @@ def on_static(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         registry.stop()
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": float(statistics.median(values)),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
 def display_overhead(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """keelhaul load's throughput without progress and with the live block, alternating."""
+    """keelhaul load without progress and with the live block, interleaved A/B runs."""
     tag, image = build_seed_images(1, layers=1, layer_size=4096, seed=0)[0]
     registry = StaticRegistry(workdir / "static-display", REPO, tag, image)
     registry.start()
@@ -241,25 +268,96 @@ def display_overhead(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         where = ["--target", registry.url]
         env = {"KEELHAUL_REGISTRY_USERNAME": "bench", "KEELHAUL_REGISTRY_PASSWORD": "bench"}
         for run in range(args.runs):
-            for display in ("off", "terminal"):
+            order = ("off", "terminal") if run % 2 == 0 else ("terminal", "off")
+            for display in order:
+                load_before = os.getloadavg()[0]
                 r = run_keelhaul(where, args.users, args.seconds, workdir, env, display=display)
+                r["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
                 results[display].append(r)
+            off, shown = results["off"][-1], results["terminal"][-1]
             print(
-                f"display run {run + 1}: off {results['off'][-1]['rps']:.0f} req/s, live block "
-                f"{results['terminal'][-1]['rps']:.0f} req/s",
+                f"display pair {run + 1} ({' then '.join(order)}): off {off['rps']:.0f} req/s "
+                f"{off['cpu_s_per_1000']:.4f} CPU-s/1000, live block {shown['rps']:.0f} req/s "
+                f"{shown['cpu_s_per_1000']:.4f} CPU-s/1000 (load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )
     finally:
         registry.stop()
-    off = float(statistics.median(r["rps"] for r in results["off"]))
-    shown = float(statistics.median(r["rps"] for r in results["terminal"]))
+
+    def of(display: str, key: str) -> list[float]:
+        return [float(r[key]) for r in results[display]]
+
+    rps = {d: _spread(of(d, "rps")) for d in results}
+    cpu = {d: _spread(of(d, "cpu_s_per_1000")) for d in results}
+    pairs = list(zip(results["off"], results["terminal"], strict=True))
+    ratio = rps["terminal"]["median"] / rps["off"]["median"]
     return {
         "results": results,
-        "median_rps": {"off": off, "terminal": shown},
-        "ratio": shown / off,
+        "median_rps": {d: rps[d]["median"] for d in results},
+        "rps": rps,
+        "cpu_s_per_1000": cpu,
+        "ratio": ratio,
+        "ratio_pairs": _spread([t["rps"] / o["rps"] for o, t in pairs]),
+        "cpu_ratio": cpu["terminal"]["median"] / cpu["off"]["median"],
+        "cpu_ratio_pairs": _spread([t["cpu_s_per_1000"] / o["cpu_s_per_1000"] for o, t in pairs]),
         "target_ratio": DISPLAY_TARGET,
-        "met": shown / off >= DISPLAY_TARGET,
+        "met": ratio >= DISPLAY_TARGET,
     }
+
+
+def _pull_reuse_stats(rps: float, seconds: int, start: int) -> Any:
+    """A RunStats as a pull-reuse run at ``rps`` leaves it after ``seconds``: three GETs and
+    one whole-flow entry per iteration, latencies spread as on the static target."""
+    import random
+
+    from keelhaul.load.stats import RunStats
+
+    clock = [float(start)]
+    stats = RunStats(clock=lambda: clock[0])
+    rng = random.Random(0)
+    flows = max(1, int(rps / 3))
+    for second in range(seconds):
+        for i in range(flows):
+            clock[0] = start + second + i / flows
+            for name in ("manifest GET", "blob GET", "blob GET"):
+                stats.record(name, rng.lognormvariate(1.0, 0.35), 4096, False)
+            stats.record("image pull", rng.lognormvariate(2.1, 0.3), 8192, False)
+    return stats
+
+
+def draw_cost(rps: float, frames: int) -> dict[str, Any]:
+    """CPU milliseconds per frame of the live display, terminal block and plain line."""
+    from keelhaul.load.live import DisplaySpec, LiveDisplay
+    from keelhaul.load.status import RunShape, progress_of, window
+
+    seconds, start = 60, 1_700_000_000
+    stats = _pull_reuse_stats(rps, seconds, start)
+    now = start + seconds + 0.5
+
+    def read() -> Any:
+        first, last = window(now, start)
+        return progress_of(
+            stats.live(first, last), elapsed_s=now - start, seconds=last - first + 1,
+            shape=RunShape(120.0, None, None), users=10,
+        )  # fmt: skip
+
+    out: dict[str, Any] = {"stats": f"{seconds} s of pull-reuse at {rps:.0f} req/s"}
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        for kind, every_s in (("terminal", 1.0), ("plain", 10.0)):
+            spec = DisplaySpec(stream=sink, terminal=kind == "terminal", every_s=every_s)
+            shown = LiveDisplay(spec, read, lambda line: print(line, file=sink))
+            shown.start()  # its greenlet never runs: this loop does not yield to gevent
+            for _ in range(frames):
+                shown.frame()
+            shown.stop()
+            per_frame_ms = shown.draw_cpu_s / shown.frames * 1000
+            out[kind] = {
+                "frames": shown.frames,
+                "every_s": every_s,
+                "cpu_ms_per_frame": per_frame_ms,
+                "cpu_share": per_frame_ms / 1000 / every_s,
+            }
+    return out
 
 
 def on_stack(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -282,6 +380,41 @@ def on_stack(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         stack.down()
 
 
+def _print_display(doc: dict[str, Any]) -> None:
+    rps, cpu, cost = doc["rps"], doc["cpu_s_per_1000"], doc["draw_cost"]
+
+    def side(spread: dict[str, float], fmt: str) -> str:
+        return f"{spread['median']:{fmt}} ({spread['min']:{fmt}}-{spread['max']:{fmt}})"
+
+    print(
+        f"\nlive display, {doc['runs']} interleaved pairs of {doc['seconds']:g} s; load average "
+        f"{doc['load_avg_at_start'][0]:.2f} at start, {doc['load_avg_at_end'][0]:.2f} at end"
+    )
+    print("| | progress off | live block | ratio of medians | per-pair ratios |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        f"| req/s | {side(rps['off'], '.0f')} | {side(rps['terminal'], '.0f')} | "
+        f"{doc['ratio']:.3f} | {side(doc['ratio_pairs'], '.3f')} |"
+    )
+    print(
+        f"| CPU-s / 1000 req | {side(cpu['off'], '.4f')} | {side(cpu['terminal'], '.4f')} | "
+        f"{doc['cpu_ratio']:.3f} | {side(doc['cpu_ratio_pairs'], '.3f')} |"
+    )
+    for kind in ("terminal", "plain"):
+        c = cost[kind]
+        print(
+            f"draw cost, {kind}: {c['cpu_ms_per_frame']:.2f} CPU-ms a frame, one every "
+            f"{c['every_s']:g} s = {100 * c['cpu_share']:.3f} % of a CPU "
+            f"({cost['stats']}, {c['frames']} frames)"
+        )
+    verdict = "met" if doc["met"] else "NOT met"
+    print(
+        f"throughput ratio {doc['ratio']:.3f} (target >= {DISPLAY_TARGET}: {verdict}); the "
+        f"block's own draw cost bounds what it can take: "
+        f"{100 * cost['terminal']['cpu_share']:.2f} % of one CPU; results: {DISPLAY_RESULTS}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10)
@@ -290,6 +423,14 @@ def main() -> int:
     parser.add_argument("--targets", default="static,stack", help="static, stack or both")
     parser.add_argument(
         "--parts", default="compare,display", help="compare (vs bare Locust), display or both"
+    )
+    parser.add_argument("--frames", type=int, default=300, help="draw cost: frames timed")
+    parser.add_argument(
+        "--draw-rps",
+        type=float,
+        default=3000.0,
+        help="draw cost: the traffic in the RunStats drawn (default: the generator's "
+        "ceiling on the quiet machine; more traffic, more histogram to read)",
     )
     parser.add_argument("--note", default="", help="recorded with the results (conditions)")
     args = parser.parse_args()
@@ -301,7 +442,9 @@ def main() -> int:
         "platform": platform.platform(),
     }
     if "display" in parts:
+        load_at_start = os.getloadavg()
         shown = display_overhead(args, workdir)
+        cost = draw_cost(args.draw_rps, args.frames)
         doc = {
             "benchmark": "load-display",
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -311,15 +454,13 @@ def main() -> int:
             "seconds": args.seconds,
             "runs": args.runs,
             "target": "static",
+            "load_avg_at_start": [round(x, 2) for x in load_at_start],
+            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
             **shown,
+            "draw_cost": cost,
         }
         atomicfile.write_text(DISPLAY_RESULTS, json.dumps(doc, indent=2) + "\n")
-        verdict = "met" if shown["met"] else "NOT met"
-        print(
-            f"live display: {shown['median_rps']['terminal']:.0f} / "
-            f"{shown['median_rps']['off']:.0f} req/s = {shown['ratio']:.3f} "
-            f"(target >= {DISPLAY_TARGET}: {verdict}); results: {DISPLAY_RESULTS}"
-        )
+        _print_display(doc)
     if "compare" not in parts:
         return 0
     targets: dict[str, Any] = {}
