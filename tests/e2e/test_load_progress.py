@@ -7,20 +7,18 @@ log): one plain ``progress`` line every ``--print-every`` seconds and nothing el
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 import pytest
 
 from support.stacks import StackInfo, clean_env
+from support.terminal import on_pty
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +50,7 @@ def _under_pty(
 ) -> tuple[int, str]:
     """Run ``argv`` with stdin, stdout and stderr on a 120x40 pseudo-terminal; its exit code
     and everything it wrote. ``interrupt_on``: press Ctrl-C (SIGINT) once this is shown."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=clean_env({"TERM": "xterm"}),
-        close_fds=True,
-    )  # fmt: skip
-    os.close(slave)
+    proc, master = on_pty(argv, clean_env({"TERM": "xterm"}))
     out = bytearray()
     deadline = time.monotonic() + timeout_s
     try:

@@ -10,13 +10,10 @@ test stops. Every process is started here and stopped by pid.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 import urllib.parse
@@ -28,6 +25,7 @@ import pytest
 
 from keelhaul.netutil import free_port
 from support.stacks import StackInfo, clean_env
+from support.terminal import on_pty
 
 pytestmark = pytest.mark.e2e
 
@@ -87,13 +85,7 @@ def _started(
     """``argv`` with its stderr (and, on a terminal, stdin and stdout) on a 120x40
     pseudo-terminal or a pipe; its output. Killed by pid if still running at the end."""
     if terminal:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        proc = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, env=clean_env({"TERM": "xterm"}),
-            close_fds=True,
-        )  # fmt: skip
-        os.close(slave)
+        proc, master = on_pty(argv, clean_env({"TERM": "xterm"}))
         output = _Output(master)
     else:
         proc = subprocess.Popen(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from keelhaul.load.stats import RunStats
 from keelhaul.load.status import (
+    Progress,
     RunShape,
     WorkerProgress,
     block_lines,
@@ -28,6 +31,18 @@ def _stats() -> RunStats:
     stats.record("token", 5, 0, True, when=T0 + 9, error="RegistryUnauthorized: bad\npassword")
     stats.record("login", 7, 0, True, when=T0 + 9, error="RegistryUnauthorized: bad password")
     return stats
+
+
+def _open_ended(elapsed_s: float, users: int | None, **extra: Any) -> Progress:
+    """``_stats()`` read over its last 5 s, as a run without a time or iteration bound."""
+    return progress_of(
+        _stats().live(T0 + 5, T0 + 9),
+        elapsed_s=elapsed_s,
+        seconds=5,
+        shape=RunShape(run_time_s=None, iterations=None, rate=None),
+        users=users,
+        **extra,
+    )
 
 
 def test_reading_counts_so_far_and_rates_over_the_window() -> None:
@@ -132,24 +147,10 @@ def test_merged_deltas_carry_the_latest_error() -> None:
 
 
 def test_diagnosis_seconds_watched_are_shown_with_diagnose() -> None:
-    p = progress_of(
-        _stats().live(T0 + 5, T0 + 9),
-        elapsed_s=30,
-        seconds=5,
-        shape=RunShape(run_time_s=None, iterations=None, rate=None),
-        users=4,
-        diagnosis_s=42.7,
-    )
+    p = _open_ended(30, 4, diagnosis_s=42.7)
     assert block_lines(p)[-1] == "diagnosis: watching the stack, 42s"
     assert " diagnosis=42s " in plain_line(p)
-    known = progress_of(
-        _stats().live(T0 + 5, T0 + 9),
-        elapsed_s=30,
-        seconds=5,
-        shape=RunShape(run_time_s=None, iterations=None, rate=None),
-        diagnosis_s=42.7,
-        diagnosis_top=("auth", 1.4234),
-    )
+    known = _open_ended(30, None, diagnosis_s=42.7, diagnosis_top=("auth", 1.4234))
     assert block_lines(known)[-1] == (
         "diagnosis: watching the stack, 42s; highest CPU demand so far: auth (1.42 CPUs)"
     )
@@ -167,14 +168,7 @@ def test_reading_sums_histograms_of_the_whole_flow_entries_only() -> None:
 
 
 def test_a_workers_line_and_block_show_its_own_share() -> None:
-    stats = _stats()
-    p = progress_of(
-        stats.live(T0 + 5, T0 + 9),
-        elapsed_s=10.5,
-        seconds=5,
-        shape=RunShape(run_time_s=None, iterations=None, rate=None),
-        users=3,
-    )
+    p = _open_ended(10.5, 3)
     shown = WorkerProgress("10.0.0.5:5557", True, "running", p)
     line = shown.line()
     assert line.startswith("worker progress master=10.0.0.5:5557 connected=yes state=running ")
@@ -199,13 +193,7 @@ def test_the_window_is_the_last_complete_seconds_and_none_before_the_start() -> 
 
 
 def test_a_test_stopped_from_the_web_ui_says_what_it_did() -> None:
-    p = progress_of(
-        _stats().live(T0 + 5, T0 + 9),
-        elapsed_s=75,
-        seconds=5,
-        shape=RunShape(run_time_s=None, iterations=None, rate=None),
-        users=4,
-    )
+    p = _open_ended(75, 4)
     assert p.stopped_line().startswith(
         "test stopped after 1m15s: 11 iterations, 41 requests, 1 failures (2.44%);"
     )
