@@ -197,3 +197,28 @@ def test_worker_piped_prints_its_line_at_the_interval(stack: StackInfo) -> None:
     stopped = [line for line in lines if line.startswith("keelhaul load: worker: test stopped: ")]
     assert len(stopped) == 1 and " requests sent, 0 failures" in stopped[0]
     assert "\x1b" not in out
+
+
+def test_a_worker_stopped_mid_test_gives_the_terminal_its_cursor_back(stack: StackInfo) -> None:
+    """SIGTERM (a container stopped) while the worker's line is drawn: the line is cleared
+    and the cursor, hidden while drawing, shown again."""
+    port = free_port()
+    master_argv = _load(
+        stack, "--master", "--master-bind-host", "127.0.0.1", "--master-port", str(port),
+        "--expect-workers", "1", "--users", "2", "--run-time", "60s", "--print-every", "0",
+    )  # fmt: skip
+    worker_argv = [
+        sys.executable, "-m", "keelhaul", "load", "--worker", "--master-host", "127.0.0.1",
+        "--master-port", str(port), "--stack-dir", str(stack.dir),
+    ]  # fmt: skip
+    with _started(master_argv, terminal=False) as (master, master_out):
+        master_out.wait_for("waiting for 1 workers")
+        with _started(worker_argv, terminal=True) as (worker, worker_out):
+            shown = worker_out.wait_for("(connected): running, users 2, requests ", 60)
+            os.kill(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+            out = worker_out.closed()
+        master.send_signal(signal.SIGINT)
+        master.wait(timeout=60)
+    assert "\x1b[?25l" in out[:shown]  # hidden while the line is drawn
+    assert out.rfind("\x1b[?25h") > shown, out[-2000:]

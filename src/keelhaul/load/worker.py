@@ -112,8 +112,7 @@ def run_worker(
             gevent.spawn_later(EXIT_DELAY_S, runner.greenlet.kill, block=False)
 
     events.test_stop.add_listener(exit_after_stop)
-    if display is not None:
-        _show_progress(display, runner, stats, settings, say)
+    live = _show_progress(display, runner, stats, settings, say) if display is not None else None
     # the master SIGTERMs local workers once it has their final statistics: end quietly
     on_term = gevent.signal_handler(signal.SIGTERM, runner.greenlet.kill, block=False)
     try:
@@ -122,6 +121,8 @@ def run_worker(
         runner.quit()
     finally:
         on_term.cancel()
+        if live is not None:  # SIGTERM or Ctrl-C mid-test: the terminal gets its cursor back
+            live.stop()
 
 
 def _show_progress(
@@ -130,7 +131,7 @@ def _show_progress(
     stats: RunStats,
     settings: LoadSettings,
     say: Callable[[str], None],
-) -> None:
+) -> LiveDisplay:
     """This worker's share, from each test's start to its stop (read on the display's timer)."""
     master = f"{settings.master_host}:{settings.master_port}"
     started: list[float] = []
@@ -149,6 +150,6 @@ def _show_progress(
         return WorkerProgress(master, bool(runner.connected), str(runner.worker_state), progress)
 
     runner.environment.events.test_start.add_listener(lambda **_kw: started.append(time.time()))
-    LiveDisplay(display, read, say).follow_tests(
-        runner.environment.events, lambda: say(read().stopped_line())
-    )
+    live = LiveDisplay(display, read, say)
+    live.follow_tests(runner.environment.events, lambda: say(read().stopped_line()))
+    return live
