@@ -155,18 +155,26 @@ def test_web_piped_prints_progress_lines_until_the_test_stops(stack: StackInfo) 
     assert "\x1b" not in out and "Aggregated" in out
 
 
+def _master_and_worker(
+    stack: StackInfo, run_time: str, *worker_args: str
+) -> tuple[list[str], list[str]]:
+    """A master on a free loopback port (2 users, no progress of its own) and one worker."""
+    port = free_port()
+    master = _load(
+        stack, "--master", "--master-bind-host", "127.0.0.1", "--master-port", str(port),
+        "--expect-workers", "1", "--users", "2", "--run-time", run_time, "--print-every", "0",
+    )  # fmt: skip
+    worker = [
+        sys.executable, "-m", "keelhaul", "load", "--worker", "--master-host", "127.0.0.1",
+        "--master-port", str(port), "--stack-dir", str(stack.dir), *worker_args,
+    ]  # fmt: skip
+    return master, worker
+
+
 def _worker_run(stack: StackInfo, *, terminal: bool, print_every: str) -> str:
     """A master (piped, no progress) leading a 4 s run of one worker, which is the process
     under test; the worker's output."""
-    port = free_port()
-    master_argv = _load(
-        stack, "--master", "--master-bind-host", "127.0.0.1", "--master-port", str(port),
-        "--expect-workers", "1", "--users", "2", "--run-time", "4s", "--print-every", "0",
-    )  # fmt: skip
-    worker_argv = [
-        sys.executable, "-m", "keelhaul", "load", "--worker", "--master-host", "127.0.0.1",
-        "--master-port", str(port), "--stack-dir", str(stack.dir), "--print-every", print_every,
-    ]  # fmt: skip
+    master_argv, worker_argv = _master_and_worker(stack, "4s", "--print-every", print_every)
     with _started(master_argv, terminal=False) as (master, master_out):
         master_out.wait_for("waiting for 1 workers")
         with _started(worker_argv, terminal=terminal) as (worker, worker_out):
@@ -202,15 +210,7 @@ def test_worker_piped_prints_its_line_at_the_interval(stack: StackInfo) -> None:
 def test_a_worker_stopped_mid_test_gives_the_terminal_its_cursor_back(stack: StackInfo) -> None:
     """SIGTERM (a container stopped) while the worker's line is drawn: the line is cleared
     and the cursor, hidden while drawing, shown again."""
-    port = free_port()
-    master_argv = _load(
-        stack, "--master", "--master-bind-host", "127.0.0.1", "--master-port", str(port),
-        "--expect-workers", "1", "--users", "2", "--run-time", "60s", "--print-every", "0",
-    )  # fmt: skip
-    worker_argv = [
-        sys.executable, "-m", "keelhaul", "load", "--worker", "--master-host", "127.0.0.1",
-        "--master-port", str(port), "--stack-dir", str(stack.dir),
-    ]  # fmt: skip
+    master_argv, worker_argv = _master_and_worker(stack, "60s")
     with _started(master_argv, terminal=False) as (master, master_out):
         master_out.wait_for("waiting for 1 workers")
         with _started(worker_argv, terminal=True) as (worker, worker_out):
