@@ -1,8 +1,8 @@
 """A private OpenLDAP ``slapd`` on free loopback ports (ldap:// and ldaps://), stopped by pid.
 
-The tree (slapadd into a private mdb database) holds people and groups, with one nested
-group; the server certificate is issued by a CA the test makes (``keelhaul.stack.tls``).
-slapd logs at ``stats`` level, so a test can count the connections it accepted.
+The tree (slapadd into a private mdb database) holds people (alice, bob, carol, dave) and
+groups (developers: alice, carol; auditors: dave; engineering: developers, nested); the
+server certificate is issued by a CA the test makes (``keelhaul.stack.tls``). slapd logs at ``stats`` level, so a test can count the connections it accepted.
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ ROOT_DN = f"cn=admin,{BASE}"
 ROOT_PW = "root-secret"
 SERVICE_DN = f"cn=keelhaul,{BASE}"
 SERVICE_PW = "service-secret"
-PASSWORDS = {"alice": "alice-ldap-pw", "bob": "bob-ldap-pw", "carol": "carol-ldap-pw"}
+PASSWORDS = {
+    "alice": "alice-ldap-pw",
+    "bob": "bob-ldap-pw",
+    "carol": "carol-ldap-pw",
+    "dave": "dave-ldap-pw",
+}
 
 
 def _tree() -> str:
@@ -44,6 +49,10 @@ def _tree() -> str:
     entries.append(
         f"dn: cn=developers,{GROUPS}\nobjectClass: groupOfNames\ncn: developers"
         f"\nmember: uid=alice,{PEOPLE}\nmember: uid=carol,{PEOPLE}"
+    )
+    entries.append(  # a group whose rules grant less (pull only, in the e2e ACL)
+        f"dn: cn=auditors,{GROUPS}\nobjectClass: groupOfNames\ncn: auditors"
+        f"\nmember: uid=dave,{PEOPLE}"
     )
     entries.append(  # nested: developers are part of engineering
         f"dn: cn=engineering,{GROUPS}\nobjectClass: groupOfNames\ncn: engineering"
