@@ -178,3 +178,20 @@ def test_settings_refuse_symmetric_and_none_algorithms(auth_env) -> None:  # typ
             auth_env.settings(
                 users=[{"kind": "oidc", "issuer": "x", "audiences": ["a"], "algorithms": [alg]}]
             )
+
+
+def test_an_identity_token_login_gets_no_refresh_token(client: FlaskClient, issuer: Issuer) -> None:
+    """docker login's OAuth2 password grant asks for a refresh token (access_type=offline):
+    none for a CI token, which must not outlive the job; htpasswd users still get one."""
+    form = {
+        "grant_type": "password",
+        "service": "test-registry",
+        "client_id": "docker",
+        "access_type": "offline",
+        "scope": "repository:team/app:pull",
+    }
+    ci = client.post("/token", data=form | {"username": "ci", "password": issuer.sign()})
+    assert ci.status_code == 200, ci.get_json()
+    assert "refresh_token" not in ci.get_json() and ci.get_json()["token"]
+    user = client.post("/token", data=form | {"username": "alice", "password": "alice-pw"})
+    assert user.status_code == 200 and user.get_json()["refresh_token"]

@@ -216,7 +216,9 @@ class TokenService:
         now = self._clock()
         token, issued = self._signed_token(principal.account, granted, now, p)
         refresh = None
-        if req.offline and user is not None:
+        # never for an identity token (OIDC): a refresh token would outlive the job's token;
+        # docker then keeps the token itself as the password, verified again at each use
+        if req.offline and user is not None and not user.by_token:
             refresh = self.refresh.issue(user, tok.service)
         body = token_response(
             token=token,
