@@ -2,7 +2,8 @@
 
 The tree (slapadd into a private mdb database) holds people (alice, bob, carol, dave) and
 groups (developers: alice, carol; auditors: dave; engineering: developers, nested); the
-server certificate is issued by a CA the test makes (``keelhaul.stack.tls``). slapd logs at ``stats`` level, so a test can count the connections it accepted.
+server certificate is issued by a CA the test makes (``keelhaul.stack.tls``). slapd logs
+at ``stats`` level, so a test can count the connections it accepted.
 """
 
 from __future__ import annotations
