@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from keelhaul.auth.acl import Acl, Principal
-from keelhaul.auth.authn.authenticator import Authenticator, CacheResult
+from keelhaul.auth.authn.authenticator import Authenticator, AuthnTrace, CacheResult
 from keelhaul.auth.claims import build_claims, token_response
 from keelhaul.auth.refresh import RefreshTokens
 from keelhaul.auth.scopes import Scope, parse_scopes
@@ -66,6 +66,8 @@ class Progress:
     stages: dict[Stage, float] = field(default_factory=dict)
     reused: bool = False
     """The answer carries a token signed moments ago for the same account and access."""
+    authn: AuthnTrace = field(default_factory=AuthnTrace)
+    """Which backend a password login reached and how it ended (per-backend metrics)."""
 
 
 MAX_REUSE_SECONDS = 10.0
@@ -182,7 +184,9 @@ class TokenService:
             ):
                 raise Unauthorized("authentication failed: wrong username or password")
             p.account = req.username
-            result = self.authenticator.authenticate(req.username, req.password, req.client_ip)
+            result = self.authenticator.authenticate(
+                req.username, req.password, req.client_ip, p.authn
+            )
             user, p.cache = result.user, result.cache
             p.account = user.name  # an identity token names its own account
         elif req.grant == "refresh_token":
