@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from support.engines import DockerClient, Podman, stored_login, tiny_image
 from support.oidc_issuer import AUD, Issuer
@@ -283,3 +284,42 @@ def test_robot_docker_and_podman_then_revoked(
     assert "invalid username/password" in refused.stderr.lower(), refused.stderr
     podman.run("rmi", tagged)
     assert podman.run("pull", PLAIN, tagged).returncode != 0  # its stored secret is dead too
+
+
+def test_the_stacks_token_service_counts_each_backend(identity_stack: IdentityStack) -> None:
+    """Under gunicorn with the multiprocess metrics directory (the stack's way), a login of
+    each kind is on its own series, and every backend is up."""
+    s = identity_stack
+    base = s.stack.token_url.removesuffix("/token")
+    service = s.stack.service
+
+    def login(user: str, password: str) -> int:
+        params = {"service": service, "scope": "repository:ldapteam/x:pull"}
+        r = httpx.get(s.stack.token_url, params=params, auth=(user, password), timeout=30)
+        return r.status_code
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{base}/metrics", timeout=30).text
+        return {
+            (x.name, tuple(sorted(x.labels.items()))): x.value
+            for family in text_string_to_metric_families(text)
+            for x in family.samples
+        }
+
+    def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted(labels.items()))
+
+    def logins(backend: str, kind: str, result: str, seen: Mapping[Any, float]) -> float:
+        return seen.get(key("keelhaul_authn_total", backend=backend, kind=kind, result=result), 0)
+
+    before = samples()
+    assert login("carol", PASSWORDS["carol"]) == 200
+    assert login("ci", s.issuer.sign(repository="ldapteam/x")) == 200
+    assert login("admin", s.stack.password("admin")) == 200
+    after = samples()
+    for backend, kind in (("ldap", "ldap"), ("ci", "oidc"), ("htpasswd", "htpasswd")):
+        done = sum(logins(backend, kind, r, after) - logins(backend, kind, r, before)
+                   for r in ("match", "cached"))  # fmt: skip
+        assert done == 1, (backend, kind)
+    for backend, kind in (("ldap", "ldap"), ("ci", "oidc"), ("robots", "robots")):
+        assert after[key("keelhaul_authn_backend_up", backend=backend, kind=kind)] == 1
