@@ -194,7 +194,12 @@ class TokenService:
                 raise BadRequest("refresh_token is required", code="INVALID_REQUEST")
             user = self.refresh.verify(req.refresh_token, tok.service, self.authenticator.find)
             p.account = user.name
-        if req.account and user is not None and not user.by_token and req.account != user.name:
+        if (
+            req.account
+            and user is not None
+            and not user.by_token
+            and req.account.casefold() != user.name.casefold()  # docker sends what was typed
+        ):
             raise BadRequest(
                 "account does not match the authenticated user", code="INVALID_REQUEST"
             )

@@ -142,13 +142,15 @@ class Authenticator:
             return AuthnResult(self._by_token(username, password, t), "off")
         owner = self._owner(username, t)
         backend = owner[0] if owner is not None else None
+        # the throttle counts the account, not the spelling (an LDAP "Alice" is alice)
+        account = owner[1].name if owner is not None else username
         if owner is not None and self._cache is not None:
             hit = self._cache.lookup(self._cache.key(username, password, owner[1].revision))
             if hit is not None:
                 t.result = "cached"
                 return AuthnResult(owner[1], hit)
         if self._throttle is not None and (backend is None or backend.throttled):
-            wait = self._throttle.retry_after(username, client_ip)
+            wait = self._throttle.retry_after(account, client_ip)
             if wait > 0:
                 t.result = "throttled"
                 raise TooManyRequests(
@@ -162,7 +164,7 @@ class Authenticator:
         outcome = backend.authenticate(username, password)
         if not isinstance(outcome, Account):
             t.result = outcome
-            raise self._refuse(username, client_ip, backend)
+            raise self._refuse(account, client_ip, backend)
         t.result = "match"
         if self._cache is None:
             return AuthnResult(outcome, "off")

@@ -250,7 +250,7 @@ class LdapDirectory:
             return None
         entry, groups = found
         account = Account(
-            username,
+            username.lower() if o.case_insensitive_names else username,
             self._revision(entry["dn"], entry["attributes"]),
             labels_of(
                 {o.group_label: sorted(groups)} if groups else {}, o.labels.get(username, {})

@@ -157,6 +157,11 @@ class LdapOptions(_Common):
     group_search: GroupSearch | None = None
     nested_depth: int = Field(default=0, ge=0, le=5, description="levels of nested groups")
     group_label: str = Field(default="group", description="label that carries the group names")
+    case_insensitive_names: bool = Field(
+        default=True,
+        description="the account is the name lower-cased: uid and sAMAccountName match "
+        "without case, so Alice and alice are one account (ACL, throttle, audit)",
+    )
     revision_attributes: list[str] = Field(
         default_factory=lambda: ["entryCSN", "modifyTimestamp", "pwdChangedTime"],
         description="attributes whose change revokes cached logins; AD: pwdLastSet, whenChanged",
