@@ -34,13 +34,12 @@ from typing import Any
 
 import httpx
 import yaml
-from pydantic import SecretStr
 
 from keelhaul.atomicfile import write_text
 from keelhaul.auth.authn.authenticator import Authenticator
 from keelhaul.auth.authn.htpasswd import HtpasswdFile, hash_password
 from keelhaul.auth.authn.ldap import LdapDirectory
-from keelhaul.auth.authn.options import GroupSearch, LdapOptions
+from keelhaul.auth.authn.options import LdapOptions
 from keelhaul.auth.credcache import CredentialCache, LocalCache
 from keelhaul.auth.keygen import generate_keypair
 from keelhaul.netutil import free_port, wait_for_port
@@ -48,7 +47,7 @@ from keelhaul.netutil import free_port, wait_for_port
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from loadgen import wrk
-from support.slapd import BASE, PASSWORDS, PEOPLE, SERVICE_DN, SERVICE_PW, SlapdServer, start_slapd
+from support.slapd import PASSWORDS, SlapdServer, start_slapd
 from token_bench import WORKERS, Row, basic, measured
 
 RESULTS = Path(__file__).parent / "results" / "identity.json"
@@ -74,17 +73,7 @@ def token_service(
         },
         "users": [
             {"kind": "htpasswd", "path": str(workdir / "htpasswd")},
-            {
-                "kind": "ldap",
-                "servers": [slapd.url],
-                "bind_dn": SERVICE_DN,
-                "bind_password": SERVICE_PW,
-                "base_dn": PEOPLE,
-                "group_attribute": None,
-                "group_search": {"base_dn": f"ou=groups,{BASE}"},
-                "nested_depth": 1,
-                "lookup_ttl": lookup_ttl,
-            },
+            slapd.backend(lookup_ttl=lookup_ttl),
         ],
         "acl": [{"match": {"account": "/.+/", "name": "bench/**"}, "actions": ["pull"]}],
         "cache": {"enabled": cache},
@@ -170,14 +159,7 @@ def in_process(
     generator): process time, which other processes on the machine do not inflate."""
     htpasswd = workdir / "htpasswd"
     htpasswd.write_text(f"reader:{hash_password(users['htpasswd'][1], 4)}\n")
-    ldap = LdapDirectory(
-        LdapOptions(
-            kind="ldap", servers=[slapd.url], bind_dn=SERVICE_DN,
-            bind_password=SecretStr(SERVICE_PW), base_dn=PEOPLE, group_attribute=None,
-            group_search=GroupSearch(base_dn=f"ou=groups,{BASE}"), nested_depth=1,
-            lookup_ttl=3600,
-        )
-    )  # fmt: skip
+    ldap = LdapDirectory(LdapOptions.model_validate(slapd.backend(lookup_ttl=3600)))
     cache = CredentialCache(os.urandom(32), ttl=3600, local=LocalCache(1000))
     authenticator = Authenticator([HtpasswdFile(htpasswd), ldap], cache, dummy_cost=4)
     try:

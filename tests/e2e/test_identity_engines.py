@@ -26,8 +26,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.engines import DockerClient, Podman, stored_login, tiny_image
-from support.oidc_issuer import AUD, Issuer
-from support.slapd import BASE, PASSWORDS, PEOPLE, SERVICE_DN, SERVICE_PW, start_slapd
+from support.oidc_issuer import Issuer
+from support.slapd import PASSWORDS, SlapdServer, start_slapd
 from support.stacks import StackInfo, keelhaul, running_stack
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class IdentityStack:
         return keelhaul("auth", "robot", *args, "--config", str(self.config))
 
 
-def _configure(stack: StackInfo, slapd_url: str, issuer: Issuer) -> Path:
+def _configure(stack: StackInfo, slapd: SlapdServer, issuer: Issuer) -> Path:
     """The stack's token service config with LDAP, robots and OIDC added to its htpasswd."""
     path = stack.dir / "config" / "auth.yml"
     config = yaml.safe_load(path.read_text())
@@ -99,25 +99,8 @@ def _configure(stack: StackInfo, slapd_url: str, issuer: Issuer) -> Path:
     config["users"] = [
         {"kind": "htpasswd", "path": htpasswd},
         {"kind": "robots", "path": str(stack.dir / "robots.json"), "reload_interval": ROBOT_RELOAD},
-        {
-            "kind": "ldap",
-            "servers": [slapd_url],
-            "bind_dn": SERVICE_DN,
-            "bind_password": SERVICE_PW,
-            "base_dn": PEOPLE,
-            "group_attribute": None,
-            "group_search": {"base_dn": f"ou=groups,{BASE}"},
-            "nested_depth": 1,
-        },
-        {
-            "kind": "oidc",
-            "name": "ci",
-            "issuer": issuer.url,
-            "audiences": [AUD],
-            "account": "ci:{repository}",
-            "claim_labels": {"repository": "repository", "protected": "ref_protected"},
-            "min_refresh": 0,
-        },
+        slapd.backend(),
+        issuer.backend(),
     ]
     config["acl"] = IDENTITY_ACL + config["acl"]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -133,7 +116,7 @@ def identity_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identit
         issuer.add_key("k1")
         options = ("--auth-workers", "1", "--bcrypt-cost", "4")
         with running_stack(root / "stack", *options) as stack:
-            config = _configure(stack, slapd.url, issuer)
+            config = _configure(stack, slapd, issuer)
             restarted = keelhaul("stack", "restart", "auth", "--dir", str(stack.dir))
             assert restarted.returncode == 0, restarted.stderr
             health = httpx.get(stack.token_url.replace("/token", "/healthz"), timeout=30).json()
@@ -142,15 +125,6 @@ def identity_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identit
     finally:
         issuer.stop()
         slapd.stop()
-
-
-@pytest.fixture
-def podman(tmp_path: Path) -> Iterator[Podman]:
-    client = Podman(tmp_path / "podman")
-    try:
-        yield client
-    finally:
-        client.stop()
 
 
 def _push(dockerd: Dockerd, book: Ledger, client: DockerClient, tagged: str) -> Any:

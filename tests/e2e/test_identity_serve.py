@@ -26,8 +26,8 @@ from keelhaul.auth.authn.htpasswd import hash_password
 from keelhaul.auth.authn.robots import RobotFile, new_robot
 from keelhaul.auth.keygen import generate_keypair
 from keelhaul.netutil import free_port, wait_for_port
-from support.oidc_issuer import AUD, Issuer
-from support.slapd import BASE, PEOPLE, SERVICE_DN, SERVICE_PW, SlapdServer, start_slapd
+from support.oidc_issuer import Issuer
+from support.slapd import SlapdServer, start_slapd
 
 pytestmark = pytest.mark.e2e
 
@@ -87,24 +87,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
             "users": [
                 {"kind": "htpasswd", "path": str(tmp_path / "htpasswd")},
                 {"kind": "robots", "path": str(tmp_path / "robots.json"), "reload_interval": 0.2},
-                {
-                    "kind": "ldap",
-                    "servers": [slapd.url],
-                    "bind_dn": SERVICE_DN,
-                    "bind_password": SERVICE_PW,
-                    "base_dn": PEOPLE,
-                    "group_attribute": None,
-                    "group_search": {"base_dn": f"ou=groups,{BASE}"},
-                    "timeout": LDAP_TIMEOUT,
-                    "retry_interval": 1,
-                },
-                {
-                    "kind": "oidc",
-                    "name": "ci",
-                    "issuer": issuer.url,
-                    "audiences": [AUD],
-                    "account": "ci:{repository}",
-                },
+                slapd.backend(nested_depth=0, timeout=LDAP_TIMEOUT, retry_interval=1),
+                issuer.backend(),
             ],
             "acl": [
                 {"match": {"account": "admin"}, "actions": ["*"]},

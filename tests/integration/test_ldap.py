@@ -16,12 +16,10 @@ from ldap3 import MODIFY_REPLACE, Connection, Server
 from keelhaul.auth.app import create_app, shutdown
 from keelhaul.stack.tls import load_or_create_ca
 from support.slapd import (
-    BASE,
     PEOPLE,
     ROOT_DN,
     ROOT_PW,
     SERVICE_DN,
-    SERVICE_PW,
     SlapdServer,
     start_slapd,
 )
@@ -43,20 +41,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
 
 
 def ldap_backend(slapd: SlapdServer, **over: Any) -> dict[str, Any]:
-    backend: dict[str, Any] = {
-        "kind": "ldap",
-        "servers": [slapd.url],
-        "bind_dn": SERVICE_DN,
-        "bind_password": SERVICE_PW,
-        "base_dn": PEOPLE,
-        "group_attribute": None,
-        "group_search": {"base_dn": f"ou=groups,{BASE}"},
-        "nested_depth": 1,
-        "timeout": 1,
-        "connect_timeout": 1,
-        "retry_interval": 1,
-    }
-    return backend | over
+    return slapd.backend(timeout=1, connect_timeout=1, retry_interval=1, **over)
 
 
 ACL = [

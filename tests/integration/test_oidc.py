@@ -36,17 +36,9 @@ def issuer() -> Iterator[Issuer]:
 def client(auth_env, issuer: Issuer) -> Iterator[FlaskClient]:  # type: ignore[no-untyped-def]
     users = [
         {"kind": "htpasswd", "path": str(auth_env.htpasswd)},
-        {
-            "kind": "oidc",
-            "name": "ci",
-            "issuer": issuer.url,
-            "audiences": [AUD],
-            "account": "ci:{repository}",
-            "claim_labels": {"repository": "repository", "protected": "ref_protected"},
-            "min_refresh": 0,
-            "require": {"repository_owner": ["team"], "job_workflow_ref_ok": [True]},
-            "leeway": 5,
-        },
+        issuer.backend(
+            require={"repository_owner": ["team"], "job_workflow_ref_ok": [True]}, leeway=5
+        ),
     ]
     acl = [  # jobs of repository X on protected branches may push to X
         {

@@ -57,6 +57,21 @@ class Issuer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def backend(self, **over: Any) -> dict[str, Any]:
+        """The token service's ``kind: oidc`` entry trusting this issuer: account
+        ``ci:{repository}``, labels ``repository`` and ``protected`` (``ref_protected``),
+        keys fetched again at once on an unknown kid; ``over`` replaces or adds keys."""
+        backend: dict[str, Any] = {
+            "kind": "oidc",
+            "name": "ci",
+            "issuer": self.url,
+            "audiences": [AUD],
+            "account": "ci:{repository}",
+            "claim_labels": {"repository": "repository", "protected": "ref_protected"},
+            "min_refresh": 0,
+        }
+        return backend | over
+
     def add_key(self, kid: str, *, publish: bool = True) -> None:
         self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         if publish:

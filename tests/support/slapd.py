@@ -13,6 +13,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keelhaul.netutil import free_port, wait_for_port
 from keelhaul.stack.tls import issue_server_cert
@@ -104,6 +105,21 @@ class SlapdServer:
     @property
     def tls_url(self) -> str:
         return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    def backend(self, **over: Any) -> dict[str, Any]:
+        """The token service's ``kind: ldap`` entry for this directory (groups by search,
+        one nested level); ``over`` replaces or adds keys."""
+        backend: dict[str, Any] = {
+            "kind": "ldap",
+            "servers": [self.url],
+            "bind_dn": SERVICE_DN,
+            "bind_password": SERVICE_PW,
+            "base_dn": PEOPLE,
+            "group_attribute": None,
+            "group_search": {"base_dn": GROUPS},
+            "nested_depth": 1,
+        }
+        return backend | over
 
     def accepted(self) -> int:
         """Connections slapd has accepted so far (its stats log)."""
