@@ -77,6 +77,11 @@ def test_a_valid_job_token_gets_what_its_claims_allow(
     assert access["access"][0]["actions"] == ["pull"]
     lines = [json.loads(x) for x in Path(auth_env.dir / "audit.log").read_text().splitlines()]
     assert lines[0]["account"] == "ci:team/app" and lines[0]["backend"] == "ci"
+    # which job it was: the verified claims the issuer put in the token
+    assert lines[0]["identity"]["sub"] == "repo:team/app:ref:refs/heads/main"
+    assert lines[0]["identity"]["ref"] == "refs/heads/main"
+    assert lines[0]["identity"]["jti"].startswith("job-")
+    assert "repository_owner" not in lines[0]["identity"]  # only the audit_claims
 
 
 def _hs256_with_public_key(issuer: Issuer) -> str:

@@ -270,25 +270,26 @@ class _Endpoints:
             m.redis_degraded.set(1 if shared.degraded else 0)
         if not self.audit.enabled:
             return
-        self.audit.record(
-            {
-                "ts": self.audit.timestamp(),
-                "request_id": request_id,
-                "client_ip": client_ip,
-                "account": progress.account,
-                "backend": progress.backend or None,
-                "grant": grant,
-                "client_id": req.client_id if req is not None else None,
-                "service": req.service if req is not None else None,
-                "requested": [str(s) for s in progress.requested],
-                "granted": granted,
-                "outcome": outcome,
-                "status": status,
-                "cache": progress.cache,
-                "reused": progress.reused,
-                "duration_ms": round(elapsed * 1000, 3),
-            }
-        )
+        record: dict[str, object] = {
+            "ts": self.audit.timestamp(),
+            "request_id": request_id,
+            "client_ip": client_ip,
+            "account": progress.account,
+            "backend": progress.backend or None,
+            "grant": grant,
+            "client_id": req.client_id if req is not None else None,
+            "service": req.service if req is not None else None,
+            "requested": [str(s) for s in progress.requested],
+            "granted": granted,
+            "outcome": outcome,
+            "status": status,
+            "cache": progress.cache,
+            "reused": progress.reused,
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if progress.identity:
+            record["identity"] = dict(progress.identity)  # which CI job (verified claims)
+        self.audit.record(record)
 
     def _backend_events(self) -> None:
         m = self.metrics

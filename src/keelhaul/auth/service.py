@@ -11,7 +11,7 @@ import functools
 import ipaddress
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -66,6 +66,8 @@ class Progress:
     stages: dict[Stage, float] = field(default_factory=dict)
     reused: bool = False
     """The answer carries a token signed moments ago for the same account and access."""
+    identity: Mapping[str, str] | None = None
+    """The account's details for the audit line (a CI job's claims), when it has any."""
     authn: AuthnTrace = field(default_factory=AuthnTrace)
     """Which backend a password login reached and how it ended (per-backend metrics)."""
 
@@ -205,6 +207,7 @@ class TokenService:
             )
         if user is not None:
             p.backend = user.backend
+            p.identity = user.details or None
         principal = Principal(
             account=user.name if user is not None else "",
             labels=user.labels if user is not None else {},

@@ -66,6 +66,8 @@ class Account:
     backend: str = ""
     limit: Limit | None = field(default=None, repr=False)
     by_token: bool = False  # vouched for by a bearer token (OIDC), not by name + password
+    details: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Who it was beyond the name, for the audit line: a CI job's claims (run, ref, sha)."""
 
 
 Outcome = Account | Refusal

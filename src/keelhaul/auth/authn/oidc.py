@@ -166,6 +166,7 @@ class OidcIssuer:
             labels,
             self.name,
             by_token=True,
+            details={c: _claim_text(claims[c])[:256] for c in o.audit_claims if c in claims},
         )
 
     def _template(self, template: str, claims: Mapping[str, Any]) -> str:
