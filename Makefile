@@ -10,7 +10,7 @@ APT_PROBES   := /usr/bin/docker-registry /usr/bin/redis-server /usr/sbin/nginx /
 	/usr/sbin/dockerd /usr/bin/docker-compose /usr/bin/podman /usr/sbin/debootstrap /usr/sbin/slapd /usr/bin/ldapadd /usr/bin/prometheus \
 	/usr/bin/prometheus-node-exporter /usr/bin/prometheus-process-exporter /usr/bin/prometheus-nginx-exporter /usr/bin/prometheus-redis-exporter
 
-.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock images bench-token bench-client bench-load bench-diagnose clean
+.PHONY: demo test test-unit test-integration test-e2e lint deps venv lock images bench-token bench-identity bench-client bench-load bench-diagnose clean
 
 # the field report retold: a badly shaped stack, skopeo checks, `keelhaul tune` step by step, stack down
 demo: deps venv
@@ -40,6 +40,11 @@ lint: venv
 
 bench-token: deps venv
 	$(PY) bench/token_bench.py
+	$(PY) bench/identity_bench.py
+
+# the identity rows alone (an LDAP user against an htpasswd user, warm and cold)
+bench-identity: deps venv
+	$(PY) bench/identity_bench.py
 
 bench-client: deps venv
 	$(PY) bench/client_bench.py

@@ -40,7 +40,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from keelhaul.engine import Dockerd
-    from support.engines import Ledger
+    from support.engines import Ledger, Podman
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +151,18 @@ def dockerd() -> Iterator[Dockerd]:
         yield daemon
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Podman]:
+    """podman with a private root under the test's directory, emptied at teardown."""
+    from support.engines import Podman
+
+    client = Podman(tmp_path / "podman")
+    try:
+        yield client
+    finally:
+        client.stop()
 
 
 @pytest.fixture

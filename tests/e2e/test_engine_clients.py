@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import ssl
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,15 +32,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-
-
-@pytest.fixture
-def podman(tmp_path: Path) -> Iterator[Podman]:
-    client = Podman(tmp_path / "podman")
-    try:
-        yield client
-    finally:
-        client.stop()
 
 
 def _repo(stack: StackInfo, name: str) -> str:

@@ -20,11 +20,14 @@ import httpx
 import jwt
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from keelhaul.auth.authn.htpasswd import hash_password
+from keelhaul.auth.authn.robots import RobotFile, new_robot
 from keelhaul.auth.keygen import generate_keypair
 from keelhaul.netutil import free_port, wait_for_port
-from support.slapd import BASE, PEOPLE, SERVICE_DN, SERVICE_PW, SlapdServer, start_slapd
+from support.oidc_issuer import Issuer
+from support.slapd import SlapdServer, start_slapd
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +51,7 @@ class Served:
     config: Path
     audit: Path
     slapd: SlapdServer
+    issuer: Issuer
 
     def token(
         self, user: str, password: str, scope: str, source: str = "127.0.0.1"
@@ -65,6 +69,8 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     slapd = start_slapd(tmp_path / "slapd")
+    issuer = Issuer()
+    issuer.add_key("k1")
     proc = None
     log = (tmp_path / "serve.log").open("w")
     try:
@@ -81,17 +87,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
             "users": [
                 {"kind": "htpasswd", "path": str(tmp_path / "htpasswd")},
                 {"kind": "robots", "path": str(tmp_path / "robots.json"), "reload_interval": 0.2},
-                {
-                    "kind": "ldap",
-                    "servers": [slapd.url],
-                    "bind_dn": SERVICE_DN,
-                    "bind_password": SERVICE_PW,
-                    "base_dn": PEOPLE,
-                    "group_attribute": None,
-                    "group_search": {"base_dn": f"ou=groups,{BASE}"},
-                    "timeout": LDAP_TIMEOUT,
-                    "retry_interval": 1,
-                },
+                slapd.backend(nested_depth=0, timeout=LDAP_TIMEOUT, retry_interval=1),
+                issuer.backend(),
             ],
             "acl": [
                 {"match": {"account": "admin"}, "actions": ["*"]},
@@ -119,13 +116,14 @@ def served(tmp_path: Path) -> Iterator[Served]:
         )
         assert wait_for_port("127.0.0.1", port, 30), (tmp_path / "serve.log").read_text()
         yield Served(
-            f"http://127.0.0.1:{port}", tmp_path / "auth.yml", tmp_path / "audit.log", slapd
+            f"http://127.0.0.1:{port}", tmp_path / "auth.yml", tmp_path / "audit.log", slapd, issuer
         )
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
         log.close()
+        issuer.stop()
         slapd.stop()
 
 
@@ -211,3 +209,98 @@ def test_robot_lifecycle_from_the_cli(served: Served) -> None:
         assert time.monotonic() < deadline, r.text
         time.sleep(0.2)
     assert "ci-deployer" not in keelhaul("auth", "robot", "list", *cfg).stdout
+
+
+def scrape(served: Served) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The service's /metrics, parsed: (sample name, sorted labels) -> value."""
+    text = httpx.get(f"{served.url}/metrics", timeout=30).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def authn(backend: str, kind: str, result: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    labels = {"backend": backend, "kind": kind, "result": result}
+    return "keelhaul_authn_total", tuple(sorted(labels.items()))
+
+
+def labelled(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return name, tuple(sorted(labels.items()))
+
+
+def test_per_backend_metrics_on_a_scrape(served: Served) -> None:
+    """Each login lands on its backend's series, with its result; directory trouble and
+    JWKS fetches show up as backend events; a failed directory is down on the gauge."""
+    scope = "repository:team/app:pull"
+    # failures from addresses of their own: the throttle (2 per address) stays out of it
+    codes = [
+        served.token("admin", "admin-pw", scope).status_code,  # htpasswd: verified
+        served.token("admin", "admin-pw", scope).status_code,  # htpasswd: cached
+        served.token("admin", "wrong", scope, "127.0.0.11").status_code,
+        served.token("alice", "alice-ldap-pw", scope).status_code,  # ldap: search + bind
+        served.token("alice", "alice-ldap-pw", scope).status_code,  # ldap: cached
+        served.token("carol", "wrong", scope, "127.0.0.12").status_code,
+        served.token("nobody", "x", scope, "127.0.0.13").status_code,  # nobody knows it
+        served.token("ci", served.issuer.sign(), scope).status_code,
+        served.token("ci", served.issuer.sign(aud="another-registry"), scope).status_code,
+    ]
+    assert codes == [200, 200, 401, 200, 200, 401, 401, 200, 401]
+    robot, secret = new_robot("metrics-bot", ("repository:team/*:pull",), now=time.time())
+    with RobotFile(served.config.parent / "robots.json").changing() as robots:
+        robots[robot.name] = robot
+    deadline = time.monotonic() + 10  # re-read within reload_interval
+    while (r := served.token("metrics-bot", secret, scope)).status_code != 200:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.2)
+
+    seen = scrape(served)
+    expected = {
+        authn("htpasswd", "htpasswd", "match"): 1,
+        authn("htpasswd", "htpasswd", "cached"): 1,
+        authn("htpasswd", "htpasswd", "wrong_password"): 1,
+        authn("ldap", "ldap", "match"): 1,
+        authn("ldap", "ldap", "cached"): 1,
+        authn("ldap", "ldap", "wrong_password"): 1,
+        authn("none", "none", "no_match"): 1,
+        authn("ci", "oidc", "match"): 1,
+        authn("ci", "oidc", "rejected"): 1,
+        authn("robots", "robots", "match"): 1,
+    }
+    assert {k: seen.get(k) for k in expected} == expected
+    count = labelled("keelhaul_authn_seconds_count", backend="ldap", kind="ldap", result="match")
+    total = labelled("keelhaul_authn_seconds_sum", backend="ldap", kind="ldap", result="match")
+    assert seen[count] == 1 and seen[total] > 0
+
+    def event(backend: str, kind: str, name: str) -> float:
+        key = labelled(
+            "keelhaul_authn_backend_events_total", backend=backend, kind=kind, event=name
+        )
+        return seen.get(key, 0.0)
+
+    assert event("ldap", "ldap", "bind") == 2  # alice once (then cached), carol's wrong one
+    assert event("ldap", "ldap", "search") >= 3  # alice, carol, nobody (groups on the same)
+    assert event("ci", "oidc", "jwks_fetch") == 1  # then cached for both tokens
+    assert event("robots", "robots", "reload") >= 2  # at start, and after the robot was added
+    for backend, kind in (("htpasswd", "htpasswd"), ("ldap", "ldap"), ("ci", "oidc")):
+        assert seen[labelled("keelhaul_authn_backend_up", backend=backend, kind=kind)] == 1
+
+    # the directory stops answering: an LDAP login fails after its timeout, counted as such
+    served.slapd.pause()
+    try:
+        stalled = served.token("bob", "bob-ldap-pw", scope)
+        after = scrape(served)
+    finally:
+        served.slapd.resume()
+    assert stalled.status_code == 503
+    assert after[authn("ldap", "ldap", "error")] == 1
+    timeout = labelled(
+        "keelhaul_authn_backend_events_total",
+        backend="ldap",
+        kind="ldap",
+        event="directory_timeout",
+    )
+    assert after[timeout] == 1
+    assert after[labelled("keelhaul_authn_backend_up", backend="ldap", kind="ldap")] == 0
+    assert after[labelled("keelhaul_authn_backend_up", backend="htpasswd", kind="htpasswd")] == 1

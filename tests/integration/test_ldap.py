@@ -16,12 +16,10 @@ from ldap3 import MODIFY_REPLACE, Connection, Server
 from keelhaul.auth.app import create_app, shutdown
 from keelhaul.stack.tls import load_or_create_ca
 from support.slapd import (
-    BASE,
     PEOPLE,
     ROOT_DN,
     ROOT_PW,
     SERVICE_DN,
-    SERVICE_PW,
     SlapdServer,
     start_slapd,
 )
@@ -43,20 +41,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
 
 
 def ldap_backend(slapd: SlapdServer, **over: Any) -> dict[str, Any]:
-    backend: dict[str, Any] = {
-        "kind": "ldap",
-        "servers": [slapd.url],
-        "bind_dn": SERVICE_DN,
-        "bind_password": SERVICE_PW,
-        "base_dn": PEOPLE,
-        "group_attribute": None,
-        "group_search": {"base_dn": f"ou=groups,{BASE}"},
-        "nested_depth": 1,
-        "timeout": 1,
-        "connect_timeout": 1,
-        "retry_interval": 1,
-    }
-    return backend | over
+    return slapd.backend(timeout=1, connect_timeout=1, retry_interval=1, **over)
 
 
 ACL = [
@@ -237,3 +222,25 @@ def test_a_pooled_connection_the_server_closed_is_replaced_not_an_outage(
     finally:
         directory.close()
         server.stop()
+
+
+def test_a_name_in_any_case_is_one_account(app_for, slapd: SlapdServer) -> None:  # type: ignore[no-untyped-def]
+    """The directory matches uid without case: the account is the lower-cased name, so the
+    ACL, the audit line and the per-account throttle see one alice, however it is typed."""
+    throttle = {"max_failures": 3, "max_failures_per_ip": 100, "base_delay": 60}
+    client = app_for(ldap_backend(slapd), throttle=throttle)
+    r = client.get(
+        "/token?service=test-registry&scope=repository:eng/app:pull,push&account=ALICE",
+        headers=basic("ALICE", "alice-ldap-pw"),
+    )
+    assert r.status_code == 200, r.get_json()
+    claims = jwt.decode(r.get_json()["token"], options={"verify_signature": False})
+    assert claims["sub"] == "alice" and access(r) == ["pull", "push"]
+    assert [token(client, name, "wrong").status_code for name in ("Alice", "aLice", "alIce")] == [
+        401
+    ] * 3
+    assert token(client, "aliCE", "wrong").status_code == 429  # the same account's 4th failure
+    sensitive = app_for(ldap_backend(slapd, case_insensitive_names=False))
+    r = token(sensitive, "ALICE", "alice-ldap-pw")
+    claims = jwt.decode(r.get_json()["token"], options={"verify_signature": False})
+    assert claims["sub"] == "ALICE"

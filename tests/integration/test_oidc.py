@@ -6,92 +6,20 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask.testing import FlaskClient
-from jwt.algorithms import RSAAlgorithm
 
 from keelhaul.auth.app import create_app, shutdown
+from support.oidc_issuer import AUD, Issuer
 
 pytestmark = pytest.mark.integration
-
-AUD = "registry.example.com"
-
-
-class Issuer:
-    """A minimal OIDC issuer: discovery and JWKS over HTTP; signs tokens for the tests."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, rsa.RSAPrivateKey] = {}
-        self.published: list[str] = []
-        self.requests = 0
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                issuer.requests += 1
-                if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
-                elif self.path == "/jwks":
-                    body = {"keys": [issuer.jwk(kid) for kid in issuer.published]}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def add_key(self, kid: str, *, publish: bool = True) -> None:
-        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        if publish:
-            self.published.append(kid)
-
-    def jwk(self, kid: str) -> dict[str, Any]:
-        jwk = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
-        return jwk | {"kid": kid, "use": "sig", "alg": "RS256"}
-
-    def sign(self, kid: str = "k1", **over: Any) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.url,
-            "aud": AUD,
-            "sub": "repo:team/app:ref:refs/heads/main",
-            "repository": "team/app",
-            "ref": "refs/heads/main",
-            "ref_protected": True,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 300,
-            "jti": f"job-{now}",
-            "repository_owner": "team",
-            "job_workflow_ref_ok": True,
-        } | over
-        return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -108,17 +36,9 @@ def issuer() -> Iterator[Issuer]:
 def client(auth_env, issuer: Issuer) -> Iterator[FlaskClient]:  # type: ignore[no-untyped-def]
     users = [
         {"kind": "htpasswd", "path": str(auth_env.htpasswd)},
-        {
-            "kind": "oidc",
-            "name": "ci",
-            "issuer": issuer.url,
-            "audiences": [AUD],
-            "account": "ci:{repository}",
-            "claim_labels": {"repository": "repository", "protected": "ref_protected"},
-            "min_refresh": 0,
-            "require": {"repository_owner": ["team"], "job_workflow_ref_ok": [True]},
-            "leeway": 5,
-        },
+        issuer.backend(
+            require={"repository_owner": ["team"], "job_workflow_ref_ok": [True]}, leeway=5
+        ),
     ]
     acl = [  # jobs of repository X on protected branches may push to X
         {
@@ -157,6 +77,11 @@ def test_a_valid_job_token_gets_what_its_claims_allow(
     assert access["access"][0]["actions"] == ["pull"]
     lines = [json.loads(x) for x in Path(auth_env.dir / "audit.log").read_text().splitlines()]
     assert lines[0]["account"] == "ci:team/app" and lines[0]["backend"] == "ci"
+    # which job it was: the verified claims the issuer put in the token
+    assert lines[0]["identity"]["sub"] == "repo:team/app:ref:refs/heads/main"
+    assert lines[0]["identity"]["ref"] == "refs/heads/main"
+    assert lines[0]["identity"]["jti"].startswith("job-")
+    assert "repository_owner" not in lines[0]["identity"]  # only the audit_claims
 
 
 def _hs256_with_public_key(issuer: Issuer) -> str:
@@ -250,3 +175,20 @@ def test_settings_refuse_symmetric_and_none_algorithms(auth_env) -> None:  # typ
             auth_env.settings(
                 users=[{"kind": "oidc", "issuer": "x", "audiences": ["a"], "algorithms": [alg]}]
             )
+
+
+def test_an_identity_token_login_gets_no_refresh_token(client: FlaskClient, issuer: Issuer) -> None:
+    """docker login's OAuth2 password grant asks for a refresh token (access_type=offline):
+    none for a CI token, which must not outlive the job; htpasswd users still get one."""
+    form = {
+        "grant_type": "password",
+        "service": "test-registry",
+        "client_id": "docker",
+        "access_type": "offline",
+        "scope": "repository:team/app:pull",
+    }
+    ci = client.post("/token", data=form | {"username": "ci", "password": issuer.sign()})
+    assert ci.status_code == 200, ci.get_json()
+    assert "refresh_token" not in ci.get_json() and ci.get_json()["token"]
+    user = client.post("/token", data=form | {"username": "alice", "password": "alice-pw"})
+    assert user.status_code == 200 and user.get_json()["refresh_token"]

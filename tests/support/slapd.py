@@ -1,8 +1,9 @@
 """A private OpenLDAP ``slapd`` on free loopback ports (ldap:// and ldaps://), stopped by pid.
 
-The tree (slapadd into a private mdb database) holds people and groups, with one nested
-group; the server certificate is issued by a CA the test makes (``keelhaul.stack.tls``).
-slapd logs at ``stats`` level, so a test can count the connections it accepted.
+The tree (slapadd into a private mdb database) holds people (alice, bob, carol, dave) and
+groups (developers: alice, carol; auditors: dave; engineering: developers, nested); the
+server certificate is issued by a CA the test makes (``keelhaul.stack.tls``). slapd logs
+at ``stats`` level, so a test can count the connections it accepted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keelhaul.netutil import free_port, wait_for_port
 from keelhaul.stack.tls import issue_server_cert
@@ -25,7 +27,12 @@ ROOT_DN = f"cn=admin,{BASE}"
 ROOT_PW = "root-secret"
 SERVICE_DN = f"cn=keelhaul,{BASE}"
 SERVICE_PW = "service-secret"
-PASSWORDS = {"alice": "alice-ldap-pw", "bob": "bob-ldap-pw", "carol": "carol-ldap-pw"}
+PASSWORDS = {
+    "alice": "alice-ldap-pw",
+    "bob": "bob-ldap-pw",
+    "carol": "carol-ldap-pw",
+    "dave": "dave-ldap-pw",
+}
 
 
 def _tree() -> str:
@@ -44,6 +51,10 @@ def _tree() -> str:
     entries.append(
         f"dn: cn=developers,{GROUPS}\nobjectClass: groupOfNames\ncn: developers"
         f"\nmember: uid=alice,{PEOPLE}\nmember: uid=carol,{PEOPLE}"
+    )
+    entries.append(  # a group whose rules grant less (pull only, in the e2e ACL)
+        f"dn: cn=auditors,{GROUPS}\nobjectClass: groupOfNames\ncn: auditors"
+        f"\nmember: uid=dave,{PEOPLE}"
     )
     entries.append(  # nested: developers are part of engineering
         f"dn: cn=engineering,{GROUPS}\nobjectClass: groupOfNames\ncn: engineering"
@@ -94,6 +105,21 @@ class SlapdServer:
     @property
     def tls_url(self) -> str:
         return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    def backend(self, **over: Any) -> dict[str, Any]:
+        """The token service's ``kind: ldap`` entry for this directory (groups by search,
+        one nested level); ``over`` replaces or adds keys."""
+        backend: dict[str, Any] = {
+            "kind": "ldap",
+            "servers": [self.url],
+            "bind_dn": SERVICE_DN,
+            "bind_password": SERVICE_PW,
+            "base_dn": PEOPLE,
+            "group_attribute": None,
+            "group_search": {"base_dn": GROUPS},
+            "nested_depth": 1,
+        }
+        return backend | over
 
     def accepted(self) -> int:
         """Connections slapd has accepted so far (its stats log)."""

@@ -81,3 +81,29 @@ def test_every_identity_backend_kind_has_settings_in_the_union_and_a_factory() -
     assert set(kinds) == set(KINDS)
     for kind, record in KINDS.items():
         assert record.options is kinds[kind] and record.what, kind
+
+
+def test_every_identity_backend_reports_its_own_kind(tmp_path: Path) -> None:
+    """Metrics label a backend by ``kind``: the one it was built from, for every record."""
+    from pydantic import TypeAdapter
+
+    from keelhaul.auth.authn import Events
+    from keelhaul.auth.authn.options import BackendSettings
+    from keelhaul.auth.authn.registry import KINDS, build_backend
+
+    (tmp_path / "htpasswd").write_text("")
+    minimal = {
+        "htpasswd": {"path": str(tmp_path / "htpasswd")},
+        "static": {},
+        "ldap": {"servers": ["ldap://127.0.0.1:9"], "base_dn": "dc=x"},
+        "robots": {"path": str(tmp_path / "robots.json")},
+        "oidc": {"issuer": "http://127.0.0.1:9", "audiences": ["a"]},
+    }
+    assert set(minimal) == set(KINDS)
+    adapter: TypeAdapter[object] = TypeAdapter(BackendSettings)
+    for kind, extra in minimal.items():
+        backend = build_backend(adapter.validate_python({"kind": kind, **extra}))  # type: ignore[arg-type]
+        try:
+            assert backend.kind == kind and isinstance(backend.events, Events)
+        finally:
+            backend.close()

@@ -185,6 +185,7 @@ class _Endpoints:
         self._www_authenticate = f'Basic realm="{settings.realm}"'
         self._ok_headers = [("Content-Type", _JSON), ("Cache-Control", "no-store")]
         self._degraded_shown = False
+        self._kinds = {b.name: b.kind for b in parts.backends}
         server = settings.server
         self.metrics.capacity.set(
             {"sync": 1, "gthread": server.threads}.get(
@@ -255,6 +256,13 @@ class _Endpoints:
             m.observe(m.stage_seconds_for(stage, cache_label if stage == "authn" else ""), seconds)
         if progress.cache is not None:
             m.add(m.cache_for(progress.cache))
+        trace = progress.authn
+        if trace.result:
+            backend = trace.backend or "none"
+            kind = self._kinds.get(trace.backend, "none")
+            m.add(m.authn_for(backend, kind, trace.result))
+            m.observe(m.authn_seconds_for(backend, kind, trace.result), trace.seconds)
+        self._backend_events()
         m.settle()
         shared = self.parts.shared
         if shared is not None and shared.degraded != self._degraded_shown:
@@ -262,25 +270,40 @@ class _Endpoints:
             m.redis_degraded.set(1 if shared.degraded else 0)
         if not self.audit.enabled:
             return
-        self.audit.record(
-            {
-                "ts": self.audit.timestamp(),
-                "request_id": request_id,
-                "client_ip": client_ip,
-                "account": progress.account,
-                "backend": progress.backend or None,
-                "grant": grant,
-                "client_id": req.client_id if req is not None else None,
-                "service": req.service if req is not None else None,
-                "requested": [str(s) for s in progress.requested],
-                "granted": granted,
-                "outcome": outcome,
-                "status": status,
-                "cache": progress.cache,
-                "reused": progress.reused,
-                "duration_ms": round(elapsed * 1000, 3),
-            }
-        )
+        record: dict[str, object] = {
+            "ts": self.audit.timestamp(),
+            "request_id": request_id,
+            "client_ip": client_ip,
+            "account": progress.account,
+            "backend": progress.backend or None,
+            "grant": grant,
+            "client_id": req.client_id if req is not None else None,
+            "service": req.service if req is not None else None,
+            "requested": [str(s) for s in progress.requested],
+            "granted": granted,
+            "outcome": outcome,
+            "status": status,
+            "cache": progress.cache,
+            "reused": progress.reused,
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if progress.identity:
+            record["identity"] = dict(progress.identity)  # which CI job (verified claims)
+        self.audit.record(record)
+
+    def _backend_events(self) -> None:
+        m = self.metrics
+        for backend in self.parts.backends:
+            for event, n in backend.events.drain().items():
+                m.add(m.backend_events_for(backend.name, backend.kind, event), n)
+
+    def _backend_health(self) -> dict[str, dict[str, object]]:
+        checks: dict[str, dict[str, object]] = {}
+        for backend in self.parts.backends:
+            ok, detail = backend.health()
+            checks[f"users.{backend.name}"] = {"ok": ok, "detail": detail}
+            self.metrics.backend_up.labels(backend.name, backend.kind).set(1 if ok else 0)
+        return checks
 
     def healthz(self) -> Response:
         checks: dict[str, dict[str, object]] = {}
@@ -295,10 +318,9 @@ class _Endpoints:
         }
         if days_left < 14:
             status = "degraded"
-        for backend in self.parts.backends:
-            ok, detail = backend.health()
-            checks[f"users.{backend.name}"] = {"ok": ok, "detail": detail}
-            if not ok:
+        for name, check in self._backend_health().items():
+            checks[name] = check
+            if not check["ok"]:
                 status = "degraded"
         shared = self.parts.shared
         if shared is not None:
@@ -320,6 +342,8 @@ class _Endpoints:
         return response
 
     def metrics_text(self) -> Response:
+        self._backend_health()
+        self._backend_events()
         body, content_type = self.metrics.render()
         return Response(body, content_type=content_type)
 

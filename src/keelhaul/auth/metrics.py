@@ -115,12 +115,47 @@ class Metrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        # Per identity backend: ``backend`` is its configured name, ``kind`` its record in
+        # ``authn.registry.KINDS`` ("none": no backend knew the user or the token's issuer).
+        self.authn = Counter(
+            "keelhaul_authn",
+            "Password and identity-token logins by backend and result (cached, match, "
+            "wrong_password, no_match, rejected, throttled, error).",
+            ["backend", "kind", "result"],
+            registry=r,
+        )
+        self.authn_seconds = Histogram(
+            "keelhaul_authn_seconds",
+            "Authentication time of a login (lookups, cache, verification) by backend and result.",
+            ["backend", "kind", "result"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.backend_events = Counter(
+            "keelhaul_authn_backend_events",
+            "What happened inside a backend: LDAP search, bind, directory_timeout, "
+            "directory_unreachable, directory_error, pool_busy, breaker_open, refused; OIDC "
+            "jwks_fetch, jwks_fetch_failed, unknown_kid; htpasswd and robots reload, "
+            "reload_failed.",
+            ["backend", "kind", "event"],
+            registry=r,
+        )
+        self.backend_up = Gauge(
+            "keelhaul_authn_backend_up",
+            "1 while a backend is usable, as /healthz says (set by each scrape and health check).",
+            ["backend", "kind"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
 
         # Label children, looked up once: ``labels()`` takes a lock and builds a key per call.
         self.requests_for = functools.cache(self.requests.labels)
         self.request_seconds_for = functools.cache(self.request_seconds.labels)
         self.stage_seconds_for = functools.cache(self.stage_seconds.labels)
         self.cache_for = functools.cache(self.cache.labels)
+        self.authn_for = functools.cache(self.authn.labels)
+        self.authn_seconds_for = functools.cache(self.authn_seconds.labels)
+        self.backend_events_for = functools.cache(self.backend_events.labels)
 
         self._clock = clock
         self._lock = threading.Lock()

@@ -11,13 +11,13 @@ import functools
 import ipaddress
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from keelhaul.auth.acl import Acl, Principal
-from keelhaul.auth.authn.authenticator import Authenticator, CacheResult
+from keelhaul.auth.authn.authenticator import Authenticator, AuthnTrace, CacheResult
 from keelhaul.auth.claims import build_claims, token_response
 from keelhaul.auth.refresh import RefreshTokens
 from keelhaul.auth.scopes import Scope, parse_scopes
@@ -66,6 +66,10 @@ class Progress:
     stages: dict[Stage, float] = field(default_factory=dict)
     reused: bool = False
     """The answer carries a token signed moments ago for the same account and access."""
+    identity: Mapping[str, str] | None = None
+    """The account's details for the audit line (a CI job's claims), when it has any."""
+    authn: AuthnTrace = field(default_factory=AuthnTrace)
+    """Which backend a password login reached and how it ended (per-backend metrics)."""
 
 
 MAX_REUSE_SECONDS = 10.0
@@ -182,7 +186,9 @@ class TokenService:
             ):
                 raise Unauthorized("authentication failed: wrong username or password")
             p.account = req.username
-            result = self.authenticator.authenticate(req.username, req.password, req.client_ip)
+            result = self.authenticator.authenticate(
+                req.username, req.password, req.client_ip, p.authn
+            )
             user, p.cache = result.user, result.cache
             p.account = user.name  # an identity token names its own account
         elif req.grant == "refresh_token":
@@ -190,12 +196,18 @@ class TokenService:
                 raise BadRequest("refresh_token is required", code="INVALID_REQUEST")
             user = self.refresh.verify(req.refresh_token, tok.service, self.authenticator.find)
             p.account = user.name
-        if req.account and user is not None and not user.by_token and req.account != user.name:
+        if (
+            req.account
+            and user is not None
+            and not user.by_token
+            and req.account.casefold() != user.name.casefold()  # docker sends what was typed
+        ):
             raise BadRequest(
                 "account does not match the authenticated user", code="INVALID_REQUEST"
             )
         if user is not None:
             p.backend = user.backend
+            p.identity = user.details or None
         principal = Principal(
             account=user.name if user is not None else "",
             labels=user.labels if user is not None else {},
@@ -216,7 +228,9 @@ class TokenService:
         now = self._clock()
         token, issued = self._signed_token(principal.account, granted, now, p)
         refresh = None
-        if req.offline and user is not None:
+        # never for an identity token (OIDC): a refresh token would outlive the job's token;
+        # docker then keeps the token itself as the password, verified again at each use
+        if req.offline and user is not None and not user.by_token:
             refresh = self.refresh.issue(user, tok.service)
         body = token_response(
             token=token,

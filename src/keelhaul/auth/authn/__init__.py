@@ -17,6 +17,8 @@ are derived from it, so a password change or a removal revokes both at once; and
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -30,6 +32,7 @@ __all__ = [
     "BCRYPT_MAX",
     "Account",
     "Backend",
+    "Events",
     "Labels",
     "Limit",
     "Outcome",
@@ -63,13 +66,39 @@ class Account:
     backend: str = ""
     limit: Limit | None = field(default=None, repr=False)
     by_token: bool = False  # vouched for by a bearer token (OIDC), not by name + password
+    details: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Who it was beyond the name, for the audit line: a CI job's claims (run, ref, sha)."""
 
 
 Outcome = Account | Refusal
 
 
+class Events:
+    """What happened inside a backend, counted until the metrics take it (:meth:`drain`):
+    directory searches, binds, timeouts, JWKS fetches, file reloads. The backend only counts;
+    the app turns the counts into ``keelhaul_authn_backend_events_total``."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def note(self, event: str) -> None:
+        with self._lock:
+            self._counts[event] += 1
+
+    def drain(self) -> dict[str, int]:
+        if not self._counts:  # the common case, without the lock
+            return {}
+        with self._lock:
+            counts, self._counts = dict(self._counts), Counter()
+        return counts
+
+
 class Backend(Protocol):
     name: str
+    kind: str
+    """The record in ``registry.KINDS`` it was built from (metrics label it so)."""
+    events: Events
     throttled: bool
     """False for accounts whose secrets are random (robots): never throttled by others' failures."""
     by_token: bool

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import bcrypt
 
-from keelhaul.auth.authn import Account, Outcome, bcrypt_cost, check_bcrypt, labels_of
+from keelhaul.auth.authn import Account, Events, Outcome, bcrypt_cost, check_bcrypt, labels_of
 from keelhaul.errors import BackendError
 
 __all__ = ["HtpasswdFile", "ParsedHtpasswd", "hash_password", "parse_htpasswd"]
@@ -67,6 +67,7 @@ def parse_htpasswd(text: str) -> ParsedHtpasswd:
 class HtpasswdFile:
     """Revision: the stored hash itself (so a cache entry made before an upgrade stays valid)."""
 
+    kind = "htpasswd"
     throttled = True
     by_token = False
 
@@ -80,6 +81,7 @@ class HtpasswdFile:
         name: str = "htpasswd",
     ) -> None:
         self.name = name
+        self.events = Events()
         self._path = path
         self._interval = reload_interval
         self._clock = clock
@@ -115,6 +117,7 @@ class HtpasswdFile:
                     reason,
                 )
             self._error = reason
+            self.events.note("reload_failed")
             return
         parsed = parse_htpasswd(text)
         for problem in parsed.problems:
@@ -123,6 +126,7 @@ class HtpasswdFile:
         self._stamp = stamp
         self._error = ""
         self._loaded_once = True
+        self.events.note("reload")
         log.info("htpasswd %s loaded: %d users", self._path, len(parsed.users))
 
     def lookup(self, username: str) -> Account | None:

@@ -51,13 +51,15 @@ from ldap3 import (
 )
 from ldap3.core.exceptions import (
     LDAPException,
+    LDAPServerPoolExhaustedError,
     LDAPSessionTerminatedByServerError,
+    LDAPSocketOpenError,
     LDAPSocketSendError,
 )
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from keelhaul.auth.authn import Account, Outcome, labels_of
+from keelhaul.auth.authn import Account, Events, Outcome, labels_of
 from keelhaul.auth.authn.options import LdapOptions
 from keelhaul.errors import BackendError
 
@@ -100,6 +102,15 @@ def _server(url: str, o: LdapOptions, tls: Tls | None) -> Server:
     )
 
 
+def _failure(exc: Exception) -> str:
+    """timeout (the directory took too long) or unreachable (no connection), else error."""
+    if isinstance(exc, TimeoutError) or "timed out" in str(exc).lower():
+        return "timeout"
+    if isinstance(exc, (LDAPSocketOpenError, LDAPServerPoolExhaustedError, ConnectionError)):
+        return "unreachable"
+    return "error"
+
+
 def _first_rdn_value(dn: str) -> str:
     try:
         return str(parse_dn(dn)[0][1])
@@ -108,6 +119,7 @@ def _first_rdn_value(dn: str) -> str:
 
 
 class LdapDirectory:
+    kind = "ldap"
     throttled = True
     by_token = False
 
@@ -115,6 +127,7 @@ class LdapDirectory:
         self, options: LdapOptions, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.name = options.name or options.kind
+        self.events = Events()
         self._o = options
         self._clock = clock
         tls = None
@@ -168,6 +181,7 @@ class LdapDirectory:
         """A pooled service-account connection (and whether it was reused); dropped, not
         returned, after any failure."""
         if not self._slots.acquire(timeout=self._o.timeout):
+            self.events.note("pool_busy")
             raise BackendError(f"{self.name}: all {self._o.pool_size} directory connections busy")
         conn: Connection | None = None
         try:
@@ -191,10 +205,12 @@ class LdapDirectory:
 
     def _guard(self) -> None:
         if self._clock() < self._down_until:
+            self.events.note("breaker_open")
             raise BackendError(f"{self.name}: directory unavailable ({self._last_error})")
 
     def _failed(self, exc: Exception) -> BackendError:
         self._last_error = type(exc).__name__
+        self.events.note(f"directory_{_failure(exc)}")
         self._down_until = self._clock() + self._o.retry_interval
         log.error(
             "ldap %s: directory failed (%s); not asked again for %.0fs",
@@ -234,7 +250,7 @@ class LdapDirectory:
             return None
         entry, groups = found
         account = Account(
-            username,
+            username.lower() if o.case_insensitive_names else username,
             self._revision(entry["dn"], entry["attributes"]),
             labels_of(
                 {o.group_label: sorted(groups)} if groups else {}, o.labels.get(username, {})
@@ -256,6 +272,7 @@ class LdapDirectory:
         o = self._o
         with self._service(fresh=fresh) as (conn, reused):
             self._searches += 1
+            self.events.note("search")
             try:
                 done = conn.search(
                     o.base_dn,
@@ -271,6 +288,7 @@ class LdapDirectory:
                 raise
             code = conn.result.get("result") if conn.result else None
             if not done and code not in (0, 4, 32):  # ok, size limit, no such object
+                self.events.note("refused")
                 raise BackendError(f"{self.name}: search refused (result {code})")
             entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
             if len(entries) != 1:
@@ -348,6 +366,7 @@ class LdapDirectory:
         conn = self._connection(found.dn, password, bind=False)
         try:
             self._binds += 1
+            self.events.note("bind")
             conn.open()
             if self._o.start_tls and not conn.start_tls():
                 raise BackendError(f"{self.name}: StartTLS refused")
@@ -356,6 +375,7 @@ class LdapDirectory:
             code = conn.result.get("result") if conn.result else None
             if code == _INVALID_CREDENTIALS:
                 return "wrong_password"
+            self.events.note("refused")
             raise BackendError(f"{self.name}: bind refused (result {code})")
         except (LDAPException, OSError) as exc:
             raise self._failed(exc) from None

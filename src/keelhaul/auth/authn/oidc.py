@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import jwt
 
-from keelhaul.auth.authn import Account, Outcome, labels_of
+from keelhaul.auth.authn import Account, Events, Outcome, labels_of
 from keelhaul.auth.authn.options import OidcOptions
 from keelhaul.errors import Unauthorized
 
@@ -44,6 +44,7 @@ def _claim_text(value: object) -> str:
 
 
 class OidcIssuer:
+    kind = "oidc"
     throttled = False
     by_token = True
 
@@ -55,6 +56,7 @@ class OidcIssuer:
         http: Callable[[str], Any] | None = None,
     ) -> None:
         self.name = options.name or options.kind
+        self.events = Events()
         self._o = options
         self._clock = clock
         self._get = http or (lambda url: httpx.get(url, timeout=options.http_timeout).json())
@@ -92,14 +94,19 @@ class OidcIssuer:
                             continue  # a key type or algorithm we do not accept
             except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 self._error = type(exc).__name__
+                self.events.note("jwks_fetch_failed")
                 log.error("oidc %s: cannot fetch keys (%s); using cached keys", self.name, exc)
                 return
             self._keys = keys
             self._fetched = now
+            self.events.note("jwks_fetch")
             self._error = ""
 
     def _key(self, kid: str) -> jwt.PyJWK | None:
-        if self._clock() - self._fetched > self._o.jwks_ttl or kid not in self._keys:
+        if kid not in self._keys:
+            self.events.note("unknown_kid")
+            self._refresh()
+        elif self._clock() - self._fetched > self._o.jwks_ttl:
             self._refresh()
         return self._keys.get(kid)
 
@@ -159,6 +166,7 @@ class OidcIssuer:
             labels,
             self.name,
             by_token=True,
+            details={c: _claim_text(claims[c])[:256] for c in o.audit_claims if c in claims},
         )
 
     def _template(self, template: str, claims: Mapping[str, Any]) -> str:

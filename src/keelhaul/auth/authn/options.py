@@ -96,6 +96,13 @@ class OidcOptions(_Common):
     require: dict[str, list[str]] = Field(
         default_factory=dict, description="claim -> accepted values, e.g. {ref_protected: [true]}"
     )
+    audit_claims: list[str] = Field(
+        default_factory=lambda: [
+            "sub", "jti", "ref", "sha", "actor", "workflow", "run_id", "run_attempt",
+            "pipeline_id", "job_id", "user_login",
+        ],
+        description="claims copied to the audit line (those the token has): which job it was",
+    )  # fmt: skip
     jwks_ttl: float = Field(default=300.0, gt=0, le=86400, description="seconds keys are reused")
     min_refresh: float = Field(
         default=30.0, ge=0, le=3600, description="seconds between fetches on an unknown kid"
@@ -157,6 +164,11 @@ class LdapOptions(_Common):
     group_search: GroupSearch | None = None
     nested_depth: int = Field(default=0, ge=0, le=5, description="levels of nested groups")
     group_label: str = Field(default="group", description="label that carries the group names")
+    case_insensitive_names: bool = Field(
+        default=True,
+        description="the account is the name lower-cased: uid and sAMAccountName match "
+        "without case, so Alice and alice are one account (ACL, throttle, audit)",
+    )
     revision_attributes: list[str] = Field(
         default_factory=lambda: ["entryCSN", "modifyTimestamp", "pwdChangedTime"],
         description="attributes whose change revokes cached logins; AD: pwdLastSet, whenChanged",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from keelhaul.atomicfile import write_text
 from keelhaul.auth.acl import Acl
-from keelhaul.auth.authn import Account, Outcome, labels_of
+from keelhaul.auth.authn import Account, Events, Outcome, labels_of
 from keelhaul.auth.settings import AclMatch, AclRule
 from keelhaul.errors import BackendError, ConfigError
 
@@ -186,6 +186,7 @@ class RobotFile:
 class RobotAccounts:
     """The token service's side: the file re-read on change; expiry checked per lookup."""
 
+    kind = "robots"
     throttled = False
     by_token = False
 
@@ -200,6 +201,7 @@ class RobotAccounts:
         now: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
+        self.events = Events()
         self._file = RobotFile(path)
         self._interval = reload_interval
         self._clock = clock
@@ -232,6 +234,7 @@ class RobotAccounts:
             if not self._error:
                 log.error("%s; keeping the last good copy", exc)
             self._error = "unreadable"
+            self.events.note("reload_failed")
             return
         accounts = {}
         for robot in robots.values():
@@ -246,6 +249,7 @@ class RobotAccounts:
         self._accounts = accounts
         self._stamp = stamp
         self._error = ""
+        self.events.note("reload")
         log.info("robots %s loaded: %d robots", self._file.path, len(accounts))
 
     def lookup(self, username: str) -> Account | None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from keelhaul.auth.authn import Account, Outcome, bcrypt_cost, check_bcrypt, labels_of
+from keelhaul.auth.authn import Account, Events, Outcome, bcrypt_cost, check_bcrypt, labels_of
 from keelhaul.auth.authn.options import StaticUser
 
 __all__ = ["StaticUsers"]
@@ -19,6 +19,7 @@ def _revision(user: StaticUser) -> bytes:
 
 
 class StaticUsers:
+    kind = "static"
     throttled = True
     by_token = False
 
@@ -30,6 +31,7 @@ class StaticUsers:
         name: str = "static",
     ) -> None:
         self.name = name
+        self.events = Events()
         extra = labels or {}
         self._hashes = {
             n: u.password_hash.get_secret_value().encode("ascii") for n, u in users.items()
