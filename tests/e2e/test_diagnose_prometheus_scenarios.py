@@ -37,7 +37,7 @@ from keelhaul.netutil import free_port, wait_for_port
 from support import cadvisor_standin
 from support.cgroups import CpuGroups, available, cpu_groups, family
 from support.promkit import Monitoring, spawn, start_prometheus_with, wait_for_targets
-from support.stacks import StackInfo, keelhaul, running_stack
+from support.stacks import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
 
 pytestmark = [
     pytest.mark.e2e,
@@ -68,13 +68,17 @@ def pod_name(tier: str) -> str:
 
 @contextlib.contextmanager
 def tiers_in_pods(
-    groups: CpuGroups, info: StackInfo, quotas: Mapping[str, float]
+    groups: CpuGroups,
+    info: StackInfo,
+    quotas: Mapping[str, float],
+    requests: float | None = None,
 ) -> Iterator[list[cadvisor_standin.Container]]:
     """Each tier's processes (leader and workers) in ``<tier>-pod/<tier>``, like a pod's
-    container; the quota (CPUs) on the container's group where ``quotas`` says so."""
+    container; the quota (CPUs) on the container's group where ``quotas`` says so, and
+    every tier's CPU weight as for a pod requesting ``requests`` CPUs."""
     containers = []
     for tier in TIERS:
-        rel = groups.make(f"{tier}-pod/{tier}", quotas.get(tier))
+        rel = groups.make(f"{tier}-pod/{tier}", quotas.get(tier), requests)
         groups.move(rel, family(info.pids[tier]))
         containers.append(cadvisor_standin.Container(NAMESPACE, pod_name(tier), tier, rel))
     yield containers
@@ -168,13 +172,20 @@ def rendered_tiers(out: Path) -> Path:
     return out / "tiers.yaml"
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """One monitored stack for both scenarios (the first puts its tiers back as found)."""
+    with running_stack(tmp_path_factory.mktemp("stack") / "s", "--monitoring") as info:
+        yield info
+
+
 def test_a_registry_under_a_cpu_quota_is_named_through_cadvisor_throttling(
-    tmp_path: Path,
+    stack: StackInfo, tmp_path: Path
 ) -> None:
+    info = stack
     tiers = rendered_tiers(tmp_path / "render")
     report = tmp_path / "diagnosis.json"
     with (
-        running_stack(tmp_path / "s", "--monitoring") as info,
         cpu_groups() as groups,
         tiers_in_pods(groups, info, {"registry": QUOTA}) as containers,
         cluster_prometheus(info, containers, tmp_path / "cluster") as prometheus,
@@ -202,3 +213,84 @@ def test_a_registry_under_a_cpu_quota_is_named_through_cadvisor_throttling(
         assert doc["signals"]["tiers"][tier]["cpu_limit"] is None
         assert doc["signals"]["tiers"][tier]["procs"] >= 1
     assert done.stdout.startswith("verdict: ")
+
+
+# --- 2: a healthy stack, the load generator under a CPU quota is the limit ----------------
+
+GENERATOR_QUOTA = 0.05
+STACK_REQUESTS = 8.0
+PROGRESS = "keelhaul load: progress "
+
+
+def wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.1)
+
+
+def test_a_generator_under_a_cpu_quota_is_the_limit_through_prometheus(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """``keelhaul load`` in a pod-like group whose CPU limit is cut to 0.05 CPU while the
+    run lasts, 20 users logging in as fast as they can (small answers the token service
+    serves from its credential cache): the stack could serve far more, the generator
+    cannot offer it. (The limit is lifted around the run only so that starting Python and analysing
+    afterwards do not take minutes at 0.05 CPU; the diagnosis window is the run's.)
+
+    The stack's tiers run in pod-like groups with the CPU weight of pods requesting 8 CPUs
+    each, as a cluster's guaranteed pods have: on this shared 2-CPU machine the other
+    processes would otherwise starve the stack itself and make it, honestly, the limit.
+    The stack is remote to the run: entry URL, credentials on stdin, its Prometheus; no
+    stack directory, no pid, no file of it."""
+    prometheus = stack.raw["prometheus"]
+    wait_for_targets(prometheus, {*TIERS, "node", "process"})
+    out = tmp_path / "diagnosis"
+    load = [
+        sys.executable, "-m", "keelhaul", "load", "--target", stack.entry,
+        "-u", "admin", "--password-stdin", "--mix", "login=1", "--users", "20",
+        "--run-time", f"{WATCH_S}s", "--images", "1", "--layer-size", "64k",
+        "--print-every", "1",
+        "--diagnose", "--prometheus", prometheus, "--diagnose-dir", str(out),
+    ]  # fmt: skip
+    with (
+        cpu_groups() as groups,
+        tiers_in_pods(groups, stack, {}, requests=STACK_REQUESTS),
+    ):
+        rel = groups.make("loadgen-pod/load")
+        enter = "; ".join(f"echo $$ > {f}" for f in groups.procs_files(rel))
+        proc = subprocess.Popen(
+            ["sh", "-c", f'{enter}; exec "$@"', "load-in-pod", *load],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=clean_env(),
+        )  # fmt: skip
+        try:
+            assert proc.stdin is not None and proc.stderr is not None
+            proc.stdin.write(stack.password("admin") + "\n")
+            proc.stdin.close()
+            proc.stdin = None  # given and closed: communicate() must not flush it
+            early = []
+            for line in proc.stderr:  # the run has begun at its first progress line
+                early.append(line)
+                if line.startswith(PROGRESS):
+                    wait_for_file(out / "agent" / "ready")  # its sampler too: then the limit
+                    groups.limit(rel, GENERATOR_QUOTA)
+                    time.sleep(WATCH_S - 2)
+                    groups.limit(rel, None)
+                    break
+            stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert proc.returncode == 0, "".join(early) + stderr
+    assert "verdict: " in stdout
+    doc = json.loads((out / "diagnosis.json").read_text())
+    assert doc["source"]["kind"] == "prometheus" and doc["source"]["unseen"] == []
+    assert "stack_dir" not in doc["watched"]
+    assert doc["verdict"]["tier"] == "load_generator", verdict_text(doc)
+    assert "cgroup quota" in doc["verdict"]["title"], verdict_text(doc)
+    generator = doc["signals"]["tiers"]["generator"]
+    assert generator["cpu_limit"] == pytest.approx(GENERATOR_QUOTA)
+    assert generator["throttled_share"] >= 0.2
+    assert any("throttled in" in e for e in doc["verdict"]["evidence"]), verdict_text(doc)

@@ -70,9 +70,11 @@ class CpuGroups:
             directory.mkdir()
         self.created.append(rel)
 
-    def make(self, rel: str, cores: float | None = None) -> str:
+    def make(self, rel: str, cores: float | None = None, requests: float | None = None) -> str:
         """``parent/rel`` (intermediate groups too); with ``cores``, a CFS quota of that many
-        CPUs. Returns the path relative to the hierarchy's root."""
+        CPUs (a pod's ``limits.cpu``); with ``requests``, the CPU weight Kubernetes gives a
+        pod that requests that many CPUs (``cpu.shares`` = 1024 per CPU). Returns the path
+        relative to the hierarchy's root."""
         path = self.parent
         if path not in self.created:
             self._mkdir(path)
@@ -81,14 +83,31 @@ class CpuGroups:
             if path not in self.created:
                 self._mkdir(path)
         if cores is not None:
+            self.limit(path, cores)
+        if requests is not None:
+            shares = int(requests * 1024)
             directory = self.mounts.cpu / path.lstrip("/")
-            quota = int(cores * PERIOD_US)
             if self.mounts.version == 1:
-                (directory / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-                (directory / "cpu.cfs_quota_us").write_text(str(quota))
-            else:
-                (directory / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+                (directory / "cpu.shares").write_text(str(shares))
+            else:  # the kubelet's conversion of shares to cgroup v2's weight
+                (directory / "cpu.weight").write_text(str(1 + ((shares - 2) * 9999) // 262142))
         return path
+
+    def limit(self, rel: str, cores: float | None) -> None:
+        """Set (or, with None, lift) the group's CFS quota, as ``kubectl set resources``
+        would on a running pod."""
+        directory = self.mounts.cpu / rel.lstrip("/")
+        quota = int(cores * PERIOD_US) if cores is not None else -1
+        if self.mounts.version == 1:
+            (directory / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (directory / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (directory / "cpu.max").write_text(f"{quota if quota > 0 else 'max'} {PERIOD_US}")
+
+    def procs_files(self, rel: str) -> list[Path]:
+        """The group's ``cgroup.procs`` in every hierarchy: a process that writes its own
+        pid there (``sh -c 'echo $$ > F; exec ...'``) starts its program inside."""
+        return [root / rel.lstrip("/") / "cgroup.procs" for root in self._roots()]
 
     def move(self, rel: str, pids: Iterable[int]) -> None:
         """Every process in ``pids`` into the group (its threads follow it)."""

@@ -19,9 +19,10 @@ import pytest
 
 from keelhaul.diagnose.analysis import analyse
 from keelhaul.diagnose.loadreport import ClientRun
+from keelhaul.diagnose.model import Reading, Tick
 from keelhaul.diagnose.promapi import check_url
 from keelhaul.diagnose.promrun import parse_window
-from keelhaul.diagnose.promseries import Query, build_collection, queries, spacing
+from keelhaul.diagnose.promseries import Query, build_collection, merge_local, queries, spacing
 from keelhaul.diagnose.report_html import render_html
 from keelhaul.diagnose.report_json import build_document, dumps
 from keelhaul.diagnose.signals import ClientStage, derive
@@ -339,6 +340,42 @@ def test_the_load_generators_token_time_stands_in_for_the_proxy() -> None:
     assert token.observer == "client" and token.total == pytest.approx(slow.mean_ms / 1000)
     assert token.segments[0].name == "client: network, proxy, waiting for a worker"
     assert token.segments[0].seconds == pytest.approx(0.040)
+
+
+def _with_generator_throttled(collection: Any, throttled: float) -> Any:
+    """The load generator sampled locally beside the Prometheus window (as ``load
+    --diagnose --prometheus`` does), its cgroup throttled in ``throttled`` of periods."""
+    local = [
+        Tick(
+            tick.t,
+            {
+                "procs": Reading(
+                    gauges={"procs.generator": 1.0, "cpu_limit.generator": 0.2},
+                    counters={
+                        "cpu.generator": 0.2 * i,
+                        "periods.generator": 10.0 * i,
+                        "throttled_periods.generator": 10.0 * throttled * i,
+                    },
+                )
+            },
+        )
+        for i, tick in enumerate(collection.ticks)
+    ]
+    return merge_local(collection, local, ("generator",))
+
+
+def test_a_saturated_generators_own_delays_are_not_a_worker_queue() -> None:
+    """The generator's token time stands in for the proxy's only while the generator keeps
+    up: throttled by its quota, its own stalls are in that time."""
+    collection, _ = collection_of(recorded())
+    app = derive(collection).auth
+    assert app is not None and app.app_mean is not None
+    slow = ClientStage("token", 2000, 0, 200.0, 1000 * app.app_mean + 40.0, None, None)
+    free = decide(derive(_with_generator_throttled(collection, 0.0), (slow,)))
+    assert free.tier == "token_workers", free.text()
+    starved = decide(derive(_with_generator_throttled(collection, 0.9), (slow,)))
+    assert starved.tier == "load_generator", starved.text()
+    assert "throttled in 90% of CPU periods (limit 0.20 CPUs)" in starved.evidence[0]
 
 
 def test_window_and_url_parsing() -> None:

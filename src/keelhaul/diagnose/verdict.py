@@ -27,7 +27,8 @@ registry           cgroup throttled in >= THROTTLED of periods                  
                    CPU demand >= CPU_BOUND x CPUs (starved when mostly waiting)     0.8
                    handlers' mean >= REGISTRY_SLOW_S                                0.6
 load generator     a generator thread >= GENERATOR_THREAD of a CPU, or its demand   0.9
-                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process
+                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process, or
+                   its cgroup throttled in >= THROTTLED of periods
 =================  ===============================================================  =====
 """
 
