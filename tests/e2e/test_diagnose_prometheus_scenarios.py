@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ import yaml
 from keelhaul.netutil import free_port, wait_for_port
 from support import cadvisor_standin
 from support.cgroups import CpuGroups, available, cpu_groups, family
+from support.heyload import hey
 from support.promkit import Monitoring, spawn, start_prometheus_with, wait_for_targets
 from support.stacks import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
 
@@ -56,6 +56,18 @@ QUOTA = 0.25
 def verdict_text(doc: Mapping[str, Any]) -> str:
     v = doc["verdict"]
     return "\n".join([f"{v['tier']}: {v['title']}", *v["evidence"], *v["caveats"]])
+
+
+def assert_throttled_verdict(doc: Mapping[str, Any], verdict: str, tier: str, quota: float) -> None:
+    """Read through Prometheus, every tier seen, and ``verdict`` named for ``tier``'s CPU
+    quota, with the throttling counters as evidence."""
+    assert doc["source"]["kind"] == "prometheus" and doc["source"]["unseen"] == []
+    assert doc["verdict"]["tier"] == verdict, verdict_text(doc)
+    assert "cgroup quota" in doc["verdict"]["title"], verdict_text(doc)
+    assert any("throttled in" in e for e in doc["verdict"]["evidence"]), verdict_text(doc)
+    signals = doc["signals"]["tiers"][tier]
+    assert signals["cpu_limit"] == pytest.approx(quota)
+    assert signals["throttled_share"] >= 0.2
 
 
 # --- 1: the registry under a CPU quota, through cAdvisor's series -------------------------
@@ -134,24 +146,6 @@ def cluster_prometheus(
         mon.stop()
 
 
-@contextlib.contextmanager
-def hey(url: str, headers: list[str], concurrency: int) -> Iterator[subprocess.Popen[bytes]]:
-    binary = shutil.which("hey")
-    if binary is None:
-        pytest.fail("hey is missing: apt-get install hey", pytrace=False)
-    argv = [binary, "-z", f"{WARMUP_S + WATCH_S + 6:.0f}s", "-c", str(concurrency), "-t", "10"]
-    for header in headers:
-        argv += ["-H", header]
-    proc = subprocess.Popen([*argv, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(WARMUP_S)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=20)
-
-
 def bearer(info: StackInfo) -> str:
     url = f"{info.entry}/token?service={SERVICE}&scope=repository:admin/app:pull"
     with httpx.Client(trust_env=False, timeout=10) as client:
@@ -193,7 +187,10 @@ def test_a_registry_under_a_cpu_quota_is_named_through_cadvisor_throttling(
         headers = [bearer(info), f"Accept: {MANIFEST}"]
         # nothing pushed: the registry answers 404 (MANIFEST_UNKNOWN) after verifying the
         # token, which is CPU in the registry all the same
-        with hey(f"{info.entry}/v2/admin/app/manifests/1", headers, concurrency=16) as load:
+        url = f"{info.entry}/v2/admin/app/manifests/1"
+        with hey(
+            url, headers=headers, concurrency=16, seconds=WARMUP_S + WATCH_S + 6, warmup=WARMUP_S
+        ) as load:
             done = keelhaul(
                 "diagnose", "--prometheus", prometheus, "--tiers", str(tiers),
                 "--duration", str(WATCH_S), "--load-pid", str(load.pid),
@@ -201,14 +198,7 @@ def test_a_registry_under_a_cpu_quota_is_named_through_cadvisor_throttling(
             )  # fmt: skip
     assert done.returncode == 0, done.stderr
     doc = json.loads(report.read_text())
-    assert doc["source"]["kind"] == "prometheus"
-    assert doc["source"]["unseen"] == []
-    assert doc["verdict"]["tier"] == "registry", verdict_text(doc)
-    assert "cgroup quota" in doc["verdict"]["title"], verdict_text(doc)
-    registry = doc["signals"]["tiers"]["registry"]
-    assert registry["cpu_limit"] == pytest.approx(QUOTA)
-    assert registry["throttled_share"] >= 0.2
-    assert any("throttled in" in e for e in doc["verdict"]["evidence"]), verdict_text(doc)
+    assert_throttled_verdict(doc, "registry", "registry", QUOTA)
     for tier in ("nginx", "auth", "redis"):  # seen, with no limit: their own cgroups
         assert doc["signals"]["tiers"][tier]["cpu_limit"] is None
         assert doc["signals"]["tiers"][tier]["procs"] >= 1
@@ -286,11 +276,5 @@ def test_a_generator_under_a_cpu_quota_is_the_limit_through_prometheus(
     assert proc.returncode == 0, "".join(early) + stderr
     assert "verdict: " in stdout
     doc = json.loads((out / "diagnosis.json").read_text())
-    assert doc["source"]["kind"] == "prometheus" and doc["source"]["unseen"] == []
     assert "stack_dir" not in doc["watched"]
-    assert doc["verdict"]["tier"] == "load_generator", verdict_text(doc)
-    assert "cgroup quota" in doc["verdict"]["title"], verdict_text(doc)
-    generator = doc["signals"]["tiers"]["generator"]
-    assert generator["cpu_limit"] == pytest.approx(GENERATOR_QUOTA)
-    assert generator["throttled_share"] >= 0.2
-    assert any("throttled in" in e for e in doc["verdict"]["evidence"]), verdict_text(doc)
+    assert_throttled_verdict(doc, "load_generator", "generator", GENERATOR_QUOTA)
