@@ -177,6 +177,7 @@ def registry_second(
     top_command: tuple[str, float] = ("hmget", 2.7),
     throttle: tuple[float, float] | None = None,
     cpu_limit: float | None = None,
+    busiest: Mapping[str, float] | None = None,
 ) -> None:
     """One second of manifest GETs through the proxy (token fetched beforehand)."""
     n = float(rps)
@@ -184,7 +185,7 @@ def registry_second(
     procs = cpu(tiers, host, s.cores)
     if throttle is not None:
         procs["periods.registry"], procs["throttled_periods.registry"] = throttle
-    g = procs_gauges(STACK_PROCS)
+    g = procs_gauges(STACK_PROCS, busiest)
     if cpu_limit is not None:
         g["cpu_limit.registry"] = cpu_limit
     s.second(

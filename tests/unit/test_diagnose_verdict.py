@@ -188,6 +188,29 @@ def test_an_unthrottled_generator_at_the_same_cpu_is_not_the_limit() -> None:
     assert decide(derive(generator_in_a_pod(0.0, None).collection())).tier == "none"
 
 
+def slow_handlers(generator: float) -> Synth:
+    """Registry handlers at 70 ms with the registry far from busy (the shape a throttled
+    generator gave through Prometheus: blobs stream unbuffered, a slow reader holds them)."""
+    s = Synth()
+    for _ in range(SECONDS):
+        registry_second(
+            s, rps=40, upstream=0.08, handler=0.07, storage=0.001, inflight=6.0,
+            tiers={"registry": (0.3, 0.0), "nginx": (0.02, 0.0), "generator": (generator, 0.0)},
+            host=1.3, busiest={"generator": generator},
+        )  # fmt: skip
+    return s
+
+
+def test_slow_handlers_beside_a_saturated_generator_do_not_name_the_registry() -> None:
+    alone = decide(derive(slow_handlers(generator=0.2).collection()))
+    assert alone.tier == "registry", alone.text()
+    assert "without being busy" in alone.title
+    beside = decide(derive(slow_handlers(generator=0.97).collection()))
+    assert beside.tier == "load_generator", beside.text()
+    registry = next(f for f in beside.findings if f.tier == "registry")
+    assert registry.score < 0.5 and "saturated" in registry.title
+
+
 def test_server_bottleneck_wins_over_a_saturated_generator_with_a_caveat() -> None:
     s = Synth()
     for _ in range(SECONDS):
