@@ -28,7 +28,8 @@ stack's tiers and of the monitoring, from /proc, per window kind. ``--only monit
 runs just this figure and keeps the others in the results file.
 
 Compare ratios, not absolute figures, across runs.
-Writes bench/results/diagnose.json and prints a table.
+Writes bench/results/diagnose.json (or ``--out``) with the host's load average at the start
+and the end, and prints a table.
 """
 
 from __future__ import annotations
@@ -351,6 +352,7 @@ def summarize(
         "windowed": win,
         "target": TARGET,
         "met": ratio >= TARGET,
+        "note": args.note,
         "runs": rows,
     }  # fmt: skip
     if "profile" in variants:
@@ -450,7 +452,7 @@ def show_prometheus(prometheus: dict[str, Any]) -> dict[str, Any]:
     return prometheus
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=15)
@@ -463,19 +465,25 @@ def main() -> None:
     p.add_argument("--prometheus-rounds", type=int, default=3,
                    help="runs timed from their end to the verdict via Prometheus")  # fmt: skip
     p.add_argument("--note", default="", help="conditions, recorded with the figure")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results file [default: %(default)s]")
     p.add_argument(
         "--only",
         choices=["monitoring"],
         help="run only this figure; the others stay as the results file has them",
     )
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    loadavg_start = os.getloadavg()
     if args.only == "monitoring":
         with tempfile.TemporaryDirectory(prefix="keelhaul-bench-monitoring-") as tmp:
             mon = monitoring_windowed(Path(tmp), args)
         show_monitoring(mon)
-        previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        RESULTS.write_text(json.dumps({**previous, "monitoring": mon}, indent=2) + "\n")
-        print(f"wrote {RESULTS}")
+        previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        args.out.write_text(json.dumps({**previous, "monitoring": mon}, indent=2) + "\n")
+        print(f"wrote {args.out}")
         return
     variants = ["plain", "diagnose"] + ([] if args.no_profile else ["profile"])
     rows: list[dict[str, Any]] = []
@@ -502,11 +510,13 @@ def main() -> None:
         prometheus = to_verdict_through_prometheus(work, args) if args.prometheus_rounds else {}
     result = {**summarize(rows, variants, win, args), "monitoring": mon}
     result["through_prometheus"] = show_prometheus(prometheus)
+    result["loadavg"] = {"start": loadavg_start, "end": os.getloadavg()}  # a shared host's noise
     show(result, variants)
     show_monitoring(mon)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"load average {loadavg_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import httpx
 import pytest
 import redis
 
+from support.heyload import hey as run_hey
 from support.promkit import wait_for_targets
 from support.stacks import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
 
@@ -58,24 +59,15 @@ def hey_binary() -> str:
     return found
 
 
-@contextlib.contextmanager
 def hey(
     binary: str, url: str, *, headers: Sequence[str], concurrency: int, rate: float | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """Load for the warm-up and the watch (plus a margin), stopped by pid in any case."""
-    argv = [binary, "-z", f"{WARMUP_S + WATCH_S + 4:.0f}s", "-c", str(concurrency), "-t", "10"]
-    if rate is not None:
-        argv += ["-q", str(rate)]
-    for header in headers:
-        argv += ["-H", header]
-    proc = subprocess.Popen([*argv, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(WARMUP_S)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=20)
+    del binary  # found by the fixture, so a missing hey fails once, before any stack starts
+    return run_hey(
+        url, headers=headers, concurrency=concurrency, rate=rate,
+        seconds=WARMUP_S + WATCH_S + 4, warmup=WARMUP_S,
+    )  # fmt: skip
 
 
 def basic(info: StackInfo, user: str = "admin") -> str:

@@ -111,12 +111,18 @@ def token_second(
     notes: Mapping[str, Sequence[str]] | None = None,
     log_counts: Mapping[str, float] | None = None,
     busiest: Mapping[str, float] | None = None,
+    throttle: Mapping[str, tuple[float, float]] | None = None,
+    cpu_limit: Mapping[str, float] | None = None,
 ) -> None:
-    """One second of token traffic through the proxy."""
+    """One second of token traffic through the proxy; ``throttle``: tier -> (CFS periods,
+    throttled periods) this second, ``cpu_limit``: tier -> its quota in CPUs."""
     n = float(rps)
+    throttled: dict[str, float] = {}
+    for tier, (periods, hit) in (throttle or {}).items():
+        throttled[f"periods.{tier}"], throttled[f"throttled_periods.{tier}"] = periods, hit
     s.second(
         add={
-            "procs": cpu(tiers, host, s.cores),
+            "procs": {**cpu(tiers, host, s.cores), **throttled},
             "nginx_log": {
                 "n.token": n,
                 "up.token": n,
@@ -132,7 +138,10 @@ def token_second(
             "redis": {"busy_usec": 200.0, "commands": 10.0},
         },
         gauges={
-            "procs": procs_gauges(procs, busiest),
+            "procs": {
+                **procs_gauges(procs, busiest),
+                **{f"cpu_limit.{t}": c for t, c in (cpu_limit or {}).items()},
+            },
             "auth": {"inflight": inflight, "capacity": capacity, "workers": workers},
             "listen": {"queue.auth": queue, "queue.nginx": listen_nginx},
             "stub_status": {"active": 10.0},
@@ -168,6 +177,7 @@ def registry_second(
     top_command: tuple[str, float] = ("hmget", 2.7),
     throttle: tuple[float, float] | None = None,
     cpu_limit: float | None = None,
+    busiest: Mapping[str, float] | None = None,
 ) -> None:
     """One second of manifest GETs through the proxy (token fetched beforehand)."""
     n = float(rps)
@@ -175,7 +185,7 @@ def registry_second(
     procs = cpu(tiers, host, s.cores)
     if throttle is not None:
         procs["periods.registry"], procs["throttled_periods.registry"] = throttle
-    g = procs_gauges(STACK_PROCS)
+    g = procs_gauges(STACK_PROCS, busiest)
     if cpu_limit is not None:
         g["cpu_limit.registry"] = cpu_limit
     s.second(

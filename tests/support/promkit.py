@@ -13,13 +13,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
 from keelhaul.netutil import wait_for_port
 
-__all__ = ["Monitoring", "spawn", "start_prometheus", "wait_for_targets"]
+__all__ = ["Monitoring", "spawn", "start_prometheus", "start_prometheus_with", "wait_for_targets"]
 
 
 @dataclass
@@ -72,13 +73,23 @@ def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 def start_prometheus(mon: Monitoring, jobs: dict[str, str], interval: str, port: int) -> None:
     """Debian's prometheus scraping ``jobs`` (job → host:port) every ``interval``."""
+    scrape_configs = [
+        {"job_name": job, "static_configs": [{"targets": [address]}]}
+        for job, address in jobs.items()
+    ]
+    start_prometheus_with(mon, scrape_configs, interval, port)
+
+
+def start_prometheus_with(
+    mon: Monitoring, scrape_configs: list[dict[str, Any]], interval: str, port: int
+) -> None:
+    """Debian's prometheus with these ``scrape_configs`` (labels, paths...); ``mon.url``
+    is set to it."""
     config = {
         "global": {"scrape_interval": interval, "scrape_timeout": interval},
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [address]}]}
-            for job, address in jobs.items()
-        ],
+        "scrape_configs": scrape_configs,
     }
+    mon.url = f"http://127.0.0.1:{port}"
     (mon.directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     mon.procs.append(
         spawn(

@@ -19,16 +19,21 @@ import pytest
 
 from keelhaul.diagnose.analysis import analyse
 from keelhaul.diagnose.loadreport import ClientRun
+from keelhaul.diagnose.model import Reading, Tick
 from keelhaul.diagnose.promapi import check_url
 from keelhaul.diagnose.promrun import parse_window
-from keelhaul.diagnose.promseries import Query, build_collection, queries, spacing
+from keelhaul.diagnose.promseries import Query, build_collection, merge_local, queries, spacing
 from keelhaul.diagnose.report_html import render_html
 from keelhaul.diagnose.report_json import build_document, dumps
 from keelhaul.diagnose.signals import ClientStage, derive
 from keelhaul.diagnose.sources import SourceInfo, cap_confidence, resolution_cap
-from keelhaul.diagnose.tiermap import LOCAL, kubernetes, load_tier_map
+from keelhaul.diagnose.tiermap import LOCAL, TierMap, load_tier_map
 from keelhaul.diagnose.verdict import decide
 from keelhaul.errors import DiagnoseError
+from keelhaul.stack.render import DeploySettings, plan_for
+from keelhaul.stack.render.k8s_objects import selector
+from keelhaul.stack.render.monitoring import TIERS_FILE, monitoring_files
+from keelhaul.stack.settings import StackSettings
 from support.diagnose_synth import Synth, token_second
 
 pytestmark = pytest.mark.unit
@@ -74,10 +79,18 @@ def test_default_mapping_names_the_monitoring_jobs_and_process_groups() -> None:
     assert LOCAL.cpu_source == "process-exporter"
 
 
-def test_kubernetes_mapping_matches_the_rendered_names() -> None:
-    from keelhaul.stack.render.k8s_objects import selector
+def rendered_k8s_mapping(directory: Path) -> TierMap:
+    """The ``tiers.yaml`` that ``stack render --target k8s --monitoring --namespace
+    keelhaul`` writes, read by the same loader as any mapping file."""
+    deploy = DeploySettings.model_validate({"target": "k8s", "namespace": "keelhaul"})
+    plan = plan_for(StackSettings.model_validate({"monitoring": True}), deploy)
+    path = directory / TIERS_FILE
+    path.write_text(monitoring_files(plan, deploy)[TIERS_FILE])
+    return load_tier_map(path)
 
-    k8s = kubernetes("keelhaul")
+
+def test_the_rendered_kubernetes_mapping_selects_the_rendered_names(tmp_path: Path) -> None:
+    k8s = rendered_k8s_mapping(tmp_path)
     assert k8s.cpu_source == "cadvisor"
     for tier in ("nginx", "auth", "registry", "redis"):
         assert f'container="{tier}"' in k8s.tiers[tier].cpu
@@ -219,9 +232,11 @@ def _series(name: str, labels: Mapping[str, str], values: Sequence[float]) -> di
     }
 
 
-def cadvisor_quota_run(throttled_per_step: float) -> tuple[dict[Query, list[Any]], list[float]]:
+def cadvisor_quota_run(
+    throttled_per_step: float, directory: Path
+) -> tuple[dict[Query, list[Any]], list[float]]:
     """Eight 15 s steps of a registry pod limited to 0.5 CPU, in cAdvisor's series shape."""
-    k8s = kubernetes("keelhaul")
+    k8s = rendered_k8s_mapping(directory)
     n = 8
     pod = {"namespace": "keelhaul", "pod": "registry-7d9f-x2", "container": "registry"}
 
@@ -258,8 +273,8 @@ def cadvisor_quota_run(throttled_per_step: float) -> tuple[dict[Query, list[Any]
     return results, [float(i * 15) for i in range(n)]
 
 
-def test_a_registry_throttled_by_its_cpu_quota_is_named_through_cadvisor() -> None:
-    results, times = cadvisor_quota_run(throttled_per_step=120)
+def test_a_registry_throttled_by_its_cpu_quota_is_named_through_cadvisor(tmp_path: Path) -> None:
+    results, times = cadvisor_quota_run(throttled_per_step=120, directory=tmp_path)
     collection, unseen = build_collection(results, times, cpu_source="cadvisor", meta={})
     assert unseen == ("auth", "nginx", "redis")
     meta = {
@@ -280,8 +295,8 @@ def test_a_registry_throttled_by_its_cpu_quota_is_named_through_cadvisor() -> No
     assert any("data every 15 s" in c for c in verdict.caveats)
 
 
-def test_without_throttling_the_same_registry_is_not_called_starved() -> None:
-    results, times = cadvisor_quota_run(throttled_per_step=0)
+def test_without_throttling_the_same_registry_is_not_called_starved(tmp_path: Path) -> None:
+    results, times = cadvisor_quota_run(throttled_per_step=0, directory=tmp_path)
     collection, _ = build_collection(results, times, cpu_source="cadvisor", meta={})
     meta = {"cores": 8, "source": SourceInfo(kind="prometheus", resolution_s=15.0).as_dict()}
     verdict = decide(derive(type(collection)(collection.ticks, meta)))
@@ -339,6 +354,42 @@ def test_the_load_generators_token_time_stands_in_for_the_proxy() -> None:
     assert token.observer == "client" and token.total == pytest.approx(slow.mean_ms / 1000)
     assert token.segments[0].name == "client: network, proxy, waiting for a worker"
     assert token.segments[0].seconds == pytest.approx(0.040)
+
+
+def _with_generator_throttled(collection: Any, throttled: float) -> Any:
+    """The load generator sampled locally beside the Prometheus window (as ``load
+    --diagnose --prometheus`` does), its cgroup throttled in ``throttled`` of periods."""
+    local = [
+        Tick(
+            tick.t,
+            {
+                "procs": Reading(
+                    gauges={"procs.generator": 1.0, "cpu_limit.generator": 0.2},
+                    counters={
+                        "cpu.generator": 0.2 * i,
+                        "periods.generator": 10.0 * i,
+                        "throttled_periods.generator": 10.0 * throttled * i,
+                    },
+                )
+            },
+        )
+        for i, tick in enumerate(collection.ticks)
+    ]
+    return merge_local(collection, local, ("generator",))
+
+
+def test_a_saturated_generators_own_delays_are_not_a_worker_queue() -> None:
+    """The generator's token time stands in for the proxy's only while the generator keeps
+    up: throttled by its quota, its own stalls are in that time."""
+    collection, _ = collection_of(recorded())
+    app = derive(collection).auth
+    assert app is not None and app.app_mean is not None
+    slow = ClientStage("token", 2000, 0, 200.0, 1000 * app.app_mean + 40.0, None, None)
+    free = decide(derive(_with_generator_throttled(collection, 0.0), (slow,)))
+    assert free.tier == "token_workers", free.text()
+    starved = decide(derive(_with_generator_throttled(collection, 0.9), (slow,)))
+    assert starved.tier == "load_generator", starved.text()
+    assert "throttled in 90% of CPU periods (limit 0.20 CPUs)" in starved.evidence[0]
 
 
 def test_window_and_url_parsing() -> None:

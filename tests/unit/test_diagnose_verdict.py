@@ -162,6 +162,55 @@ def test_saturated_generator_is_never_mistaken_for_a_slow_server() -> None:
     assert "0.98 of a CPU" in v.evidence[0]
 
 
+def generator_in_a_pod(throttled: float, limit: float | None) -> Synth:
+    """A load pod using 0.3 CPU while the stack idles along; its cgroup throttled in
+    ``throttled`` of CFS periods (its thread never reaches a whole CPU: the quota stops it)."""
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=120, app=0.0008, upstream=0.002, authn=0.00003, cache="local",
+            inflight=0.0, capacity=4000.0, workers=4.0, queue=0.0,
+            tiers={"auth": (0.15, 0.0), "nginx": (0.02, 0.0), "generator": (0.3, 0.0)},
+            host=0.6, busiest={"generator": 0.3}, throttle={"generator": (10.0, 10 * throttled)},
+            cpu_limit={} if limit is None else {"generator": limit},
+        )  # fmt: skip
+    return s
+
+
+def test_a_generator_throttled_by_its_cpu_quota_is_the_limit() -> None:
+    v = decide(derive(generator_in_a_pod(0.8, 0.3).collection()))
+    assert v.tier == "load_generator"
+    assert "cgroup quota" in v.title
+    assert "throttled in 80% of CPU periods (limit 0.30 CPUs)" in v.evidence[0]
+
+
+def test_an_unthrottled_generator_at_the_same_cpu_is_not_the_limit() -> None:
+    assert decide(derive(generator_in_a_pod(0.0, None).collection())).tier == "none"
+
+
+def slow_handlers(generator: float) -> Synth:
+    """Registry handlers at 70 ms with the registry far from busy (the shape a throttled
+    generator gave through Prometheus: blobs stream unbuffered, a slow reader holds them)."""
+    s = Synth()
+    for _ in range(SECONDS):
+        registry_second(
+            s, rps=40, upstream=0.08, handler=0.07, storage=0.001, inflight=6.0,
+            tiers={"registry": (0.3, 0.0), "nginx": (0.02, 0.0), "generator": (generator, 0.0)},
+            host=1.3, busiest={"generator": generator},
+        )  # fmt: skip
+    return s
+
+
+def test_slow_handlers_beside_a_saturated_generator_do_not_name_the_registry() -> None:
+    alone = decide(derive(slow_handlers(generator=0.2).collection()))
+    assert alone.tier == "registry", alone.text()
+    assert "without being busy" in alone.title
+    beside = decide(derive(slow_handlers(generator=0.97).collection()))
+    assert beside.tier == "load_generator", beside.text()
+    registry = next(f for f in beside.findings if f.tier == "registry")
+    assert registry.score < 0.5 and "saturated" in registry.title
+
+
 def test_server_bottleneck_wins_over_a_saturated_generator_with_a_caveat() -> None:
     s = Synth()
     for _ in range(SECONDS):

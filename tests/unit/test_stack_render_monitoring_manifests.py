@@ -156,6 +156,11 @@ def test_cluster_scrape_config_keeps_the_namespaces_annotated_pods_as_tier_jobs(
         "__meta_kubernetes_pod_label_app_kubernetes_io_part_of",
     ]
     assert cadvisor["job_name"] == "kubernetes-cadvisor"
+    # every node is scraped through the API server's address: the node names the instance
+    instance = [r for r in cadvisor["relabel_configs"] if r.get("target_label") == "instance"]
+    assert instance == [
+        {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "instance"}
+    ]
 
 
 def test_compose_runs_prometheus_and_every_exporter_it_scrapes() -> None:

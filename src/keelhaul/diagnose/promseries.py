@@ -65,6 +65,7 @@ CADVISOR = (
     "container_cpu_usage_seconds_total",
     "container_cpu_cfs_periods_total",
     "container_cpu_cfs_throttled_periods_total",
+    "container_cpu_cfs_throttled_seconds_total",
     "container_spec_cpu_quota",
     "container_spec_cpu_period",
     "container_memory_working_set_bytes",
@@ -177,6 +178,9 @@ def procs_reading(
         if periods is not None and throttled is not None:
             counters[f"periods.{tier}"] = periods
             counters[f"throttled_periods.{tier}"] = throttled
+        throttled_s = samples.value("container_cpu_cfs_throttled_seconds_total")
+        if throttled_s is not None:
+            counters[f"throttled.{tier}"] = throttled_s
         quotas = samples.by("container_spec_cpu_quota", "pod")
         periods_us = samples.by("container_spec_cpu_period", "pod")
         limit = sum(q / periods_us[p] for p, q in quotas.items() if q > 0 and periods_us.get(p))

@@ -225,9 +225,12 @@ def token_rules(s: Signals, hot: HotSpot | None) -> Finding | None:
             f"connections waited in the token service's accept queue in "
             f"{_pct(a.queue_share or 0)} of samples (mean {a.queue_mean or 0:.0f})"
         )
-    # a tier starved of CPU by others makes its requests wait too: not a worker shortage
+    # a tier starved of CPU by others makes its requests wait too: not a worker shortage;
+    # and a saturated generator's own delays are in its timings: they say nothing of a queue
+    client_skewed = a.wait_observer == "client" and generator_rule(s) is not None
     waiting = (
-        a.wait_mean is not None
+        not client_skewed
+        and a.wait_mean is not None
         and a.app_mean is not None
         and a.wait_mean >= max(a.app_mean, WORKER_WAIT_S)
         and (cpu_bound or t.waiting_share < STARVED)
@@ -415,19 +418,32 @@ def registry_rules(s: Signals) -> list[Finding]:
             )
         )
     elif r.handler_mean is not None and r.handler_mean >= REGISTRY_SLOW_S:
-        out.append(
-            Finding(
-                "registry",
-                0.6,
-                "the registry answers slowly without being busy: it waits or pauses",
-                (*ev, cpu),
-                (
-                    "find what it waits on: storage latency, its Redis, pauses (garbage "
-                    "collection, a stopped or CPU-limited process)",
-                    "read its log for errors and timeouts",
-                ),
+        if generator_rule(s) is not None:
+            # blobs stream unbuffered through nginx: a client too busy to read holds the
+            # registry's handlers open, so their time alone does not name the registry
+            out.append(
+                Finding(
+                    "registry",
+                    0.4,
+                    "the registry's handlers were slow while the load generator was saturated",
+                    (*ev, cpu, "a client that reads slowly keeps a streamed answer's handler open"),
+                    ("make the load generator keep up first, then look again",),
+                )
             )
-        )
+        else:
+            out.append(
+                Finding(
+                    "registry",
+                    0.6,
+                    "the registry answers slowly without being busy: it waits or pauses",
+                    (*ev, cpu),
+                    (
+                        "find what it waits on: storage latency, its Redis, pauses (garbage "
+                        "collection, a stopped or CPU-limited process)",
+                        "read its log for errors and timeouts",
+                    ),
+                )
+            )
     if (
         r.storage_per_request is not None
         and r.handler_mean
@@ -469,8 +485,27 @@ def generator_rule(s: Signals) -> Finding | None:
         # one event loop per process: wanting a whole CPU each is pinned, even when
         # neighbours leave it less (its busiest thread then uses less than a CPU)
         ev.append(_cpu_text(f"the load generator's {g.procs:.0f} process(es)", g, s.cores))
+    throttled = g.throttled_share is not None and g.throttled_share >= THROTTLED
+    if throttled:
+        limit = f" (limit {g.cpu_limit:.2f} CPUs)" if g.cpu_limit is not None else ""
+        ev.insert(
+            0,
+            f"the load generator's cgroup was throttled in {_pct(g.throttled_share or 0)} "
+            f"of CPU periods{limit}; it used {g.cpu:.2f} CPUs",
+        )
     if not ev:
         return None
+    if throttled:
+        return Finding(
+            "load_generator",
+            0.9,
+            "the load generator is starved of CPU by its cgroup quota: it cannot offer more load",
+            tuple(ev),
+            (
+                "raise the load generator's CPU limit (or remove it)",
+                "or generate the load from another machine or more pods",
+            ),
+        )
     return Finding(
         "load_generator",
         0.9,

@@ -191,6 +191,8 @@ class AuthView:
     wait_mean: float | None = None
     """Seconds a request waited for a worker before the app saw it (:mod:`.workerwait`)."""
     wait_basis: str | None = None
+    wait_observer: str | None = None
+    """Who timed the wait: ``proxy``, ``client`` (the load generator) or ``scrape``."""
     scrape_median: float | None = None
     """Prometheus' scrapes of the token service's /metrics: median duration in the window."""
     scrape_floor: float | None = None

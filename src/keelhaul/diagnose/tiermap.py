@@ -19,8 +19,10 @@ selectors (PromQL label matchers without braces) say where its series are:
       registry: {cpu: 'groupname="registry"', metrics: 'job="registry"'}
       redis:    {cpu: 'groupname="redis"',    metrics: 'job="redis"'}
 
-:data:`LOCAL` is what ``keelhaul stack up --monitoring`` scrapes; :func:`kubernetes` what
-``keelhaul stack render --target k8s`` deploys. Pure, except :func:`load_tier_map`.
+:data:`LOCAL` is what ``keelhaul stack up --monitoring`` scrapes (the default). The mapping
+for what ``keelhaul stack render --target k8s`` deploys is written beside the manifests as
+``tiers.yaml`` (``stack.render.monitoring.kube_tier_mapping``, the one definition).
+Pure, except :func:`load_tier_map`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from keelhaul.diagnose.targets import SERVER_TIERS
 from keelhaul.errors import ConfigError, DiagnoseError
 from keelhaul.settings_base import FrozenModel, read_yaml, validation_problems
 
-__all__ = ["LOCAL", "TierMap", "TierSelectors", "kubernetes", "load_tier_map"]
+__all__ = ["LOCAL", "TierMap", "TierSelectors", "load_tier_map"]
 
 _MATCHER = re.compile(r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*')
 
@@ -105,25 +107,6 @@ LOCAL = TierMap(
 )
 """What ``keelhaul stack up --monitoring`` scrapes: one process-exporter group and one job
 per tier, named like the tier."""
-
-
-def kubernetes(namespace: str | None = None) -> TierMap:
-    """The names ``keelhaul stack render --target k8s`` gives: one Deployment and one
-    container per tier, both named like the tier, pods labelled
-    ``app.kubernetes.io/name=<tier>`` (Prometheus' usual ``labelmap`` of pod labels turns
-    that into ``app_kubernetes_io_name``)."""
-    ns = f'namespace="{namespace}",' if namespace else ""
-    return TierMap(
-        cpu_source="cadvisor",
-        host="",
-        tiers={
-            tier: TierSelectors(
-                cpu=f'{ns}container="{tier}",pod=~"{tier}-.*"',
-                metrics=f'{ns}app_kubernetes_io_name="{tier}"',
-            )
-            for tier in SERVER_TIERS
-        },
-    )
 
 
 def load_tier_map(path: Path) -> TierMap:

@@ -25,9 +25,11 @@ Redis              its thread busy executing commands >= REDIS_BUSY of the time 
 storage            storage driver >= STORAGE_SHARE of handler time, handlers slow   0.8
 registry           cgroup throttled in >= THROTTLED of periods                      1.0
                    CPU demand >= CPU_BOUND x CPUs (starved when mostly waiting)     0.8
-                   handlers' mean >= REGISTRY_SLOW_S                                0.6
+                   handlers' mean >= REGISTRY_SLOW_S (0.4 beside a saturated        0.6
+                   generator: a slow reader holds a streamed answer's handler)
 load generator     a generator thread >= GENERATOR_THREAD of a CPU, or its demand   0.9
-                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process
+                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process, or
+                   its cgroup throttled in >= THROTTLED of periods
 =================  ===============================================================  =====
 """
 

@@ -11,7 +11,8 @@ sync, gthread and gevent workers alike, and for both sources:
   token service's ``keelhaul_token_request_seconds`` mean;
 * Prometheus: the standard nginx exporter has no upstream times, so the load generator's
   own ``token`` time stands in (when the run is ``keelhaul load --diagnose``): an upper
-  bound, since it includes the proxy and the network, and said so in the evidence;
+  bound, since it includes the proxy and the network, and said so in the evidence; a
+  saturated generator stretches it with its own delays, so the rules then ignore it;
 * Prometheus without a load report: its own scrapes of the token service's ``/metrics``
   are requests like the others and wait for a worker the same way (a sync worker answers
   a scrape only after the requests queued before it). The wait is the scrapes' median
@@ -45,18 +46,21 @@ def with_worker_wait(
             auth,
             wait_mean=max(0.0, stage.header_mean - auth.app_mean),
             wait_basis="nginx's upstream time minus the app's time",
+            wait_observer="proxy",
         )
     if client_token_mean is not None:
         return replace(
             auth,
             wait_mean=max(0.0, client_token_mean - auth.app_mean),
             wait_basis="the load generator's token time minus the app's time (an upper bound)",
+            wait_observer="client",
         )
     if auth.scrape_median is not None and auth.scrape_floor:
         queued = auth.scrape_median >= SCRAPE_RATIO * auth.scrape_floor
         return replace(
             auth,
             wait_mean=max(0.0, auth.scrape_median - auth.scrape_floor) if queued else 0.0,
+            wait_observer="scrape",
             wait_basis=(
                 f"Prometheus' scrapes of its /metrics took {1000 * auth.scrape_median:.0f} ms "
                 f"(median) against {1000 * auth.scrape_floor:.0f} ms with no queue"

@@ -11,7 +11,9 @@ Per tier, every tick:
 ========================  =============================================================
 ``cpu.<tier>``            counter: CPU seconds (user + system) since the start
 ``runq.<tier>``           counter: seconds its threads were runnable but waiting for a CPU
-``throttled.<tier>``      counter: seconds its cgroup was throttled by a CPU quota
+``throttled.<tier>``      counter: seconds its cgroup was throttled by a CPU quota (the
+                          stack's tiers: their leader's cgroup; the generator: the first
+                          load pid's)
 ``busiest.<tier>``        gauge: cores used by its busiest thread over the last interval
                           (1.0 = one thread pinned: a single-threaded process is saturated)
 ``rss_mb.<tier>``         gauge: resident memory, MiB
@@ -314,7 +316,10 @@ class ProcessCollector:
                     live.add((p.pid, p.create_time()))
                 except psutil.Error:
                     continue
-        for tier, pid in self._leaders.items():
+        cgroups = dict(self._leaders)
+        if self._load_pids:  # a generator in a container with a CPU limit is throttled too
+            cgroups["generator"] = self._load_pids[0]
+        for tier, pid in cgroups.items():
             cg = read_cgroup_cpu(pid)
             if cg is None:
                 continue

@@ -231,6 +231,9 @@ def kube_prometheus_config(plan: StackPlan, deploy: DeploySettings) -> dict[str,
                 **kubelet_auth,
                 "kubernetes_sd_configs": [{"role": "node"}],
                 "relabel_configs": [
+                    # every node is reached through the API server: name the node, or all
+                    # their targets share one instance label
+                    _copy("__meta_kubernetes_node_name", "instance"),
                     {"target_label": "__address__", "replacement": "kubernetes.default.svc:443"},
                     {
                         "source_labels": ["__meta_kubernetes_node_name"],
