@@ -27,6 +27,8 @@ import yaml
 from keelhaul.client import write_image
 from keelhaul.engine.images import ImageNames, build_images
 from keelhaul.netutil import free_port
+from keelhaul.stack.render.compose import REGISTRY_DATA_INIT
+from keelhaul.stack.render.material import REGISTRY_UID
 from support.engines import ENGINE_CACHE, DockerClient, loopback_name
 from support.stacks import clean_env, keelhaul
 
@@ -85,7 +87,9 @@ class Project:
         while time.monotonic() < deadline:
             containers = self.containers()
             states = {
-                s: c["State"].get("Health", {}).get("Status", "none") for s, c in containers.items()
+                s: c["State"].get("Health", {}).get("Status", "none")
+                for s, c in containers.items()
+                if s in TIERS
             }
             if set(states) == set(TIERS) and all(v == "healthy" for v in states.values()):
                 return containers
@@ -155,6 +159,9 @@ def test_rendered_compose_runs_in_a_real_engine(
         containers = project.wait_healthy(time.monotonic() + HEALTH_WAIT)
         engine_ledger.record_project(project.name)
 
+        # the registry's fresh volume was handed to its user by the one-shot service
+        init = containers[REGISTRY_DATA_INIT]["State"]
+        assert (init["Status"], init["ExitCode"]) == ("exited", 0), init
         # the images are the ones built here; one port published, on loopback only
         for tier in TIERS:
             assert containers[tier]["Config"]["Image"] == stack_images.tier(tier)
@@ -163,6 +170,7 @@ def test_rendered_compose_runs_in_a_real_engine(
                 b for binds in (c["NetworkSettings"]["Ports"] or {}).values() for b in (binds or [])
             ]
             for tier, c in containers.items()
+            if tier in TIERS
         }
         assert published.pop("nginx") == [{"HostIp": address, "HostPort": str(port)}]
         assert all(not binds for binds in published.values()), published
@@ -343,10 +351,22 @@ def _listening_ports(out: Path, tier: str, service: dict[str, Any]) -> set[int]:
     return {int(p.split(":")[-1]) for p in service["ports"]}
 
 
+def _long_running(services: dict[str, Any]) -> dict[str, Any]:
+    """The services that stay up: not the one-shot ones another service waits on to
+    complete (the registry volume's chown, which Kubernetes does with the pod's fsGroup)."""
+    one_shot = {
+        name
+        for service in services.values()
+        for name, wait in (service.get("depends_on") or {}).items()
+        if wait.get("condition") == "service_completed_successfully"
+    }
+    return {name: s for name, s in services.items() if name not in one_shot}
+
+
 def k8s_differences(out: Path, k8s: Path) -> list[str]:
     """Where the manifests in ``k8s`` differ from ``out/compose.yaml``: image, ports,
     environment (names, and values where literal), the paths volumes provide, commands."""
-    services = yaml.safe_load((out / "compose.yaml").read_text())["services"]
+    services = _long_running(yaml.safe_load((out / "compose.yaml").read_text())["services"])
     pods = _k8s_containers(k8s)
     problems: list[str] = []
     if set(pods) != set(services):
@@ -413,3 +433,47 @@ def test_k8s_differences_are_seen(tmp_path: Path) -> None:
         assert len(problems) == 1 and problems[0].startswith("auth: "), problems
     auth.write_text(text)
     assert k8s_differences(out, k8s) == []
+
+
+def test_a_fresh_registry_volume_needs_the_init_service(
+    dockerd: Dockerd, stack_images: ImageNames, engine_ledger: Ledger, tmp_path: Path
+) -> None:
+    """Why the compose file has ``registry-data-init``: the registry image (built like the
+    official one: a root-owned ``VOLUME /var/lib/registry``, no ``USER``) gives a fresh named
+    volume to root, and the registry's uid cannot write into it until the rendered one-shot
+    service has run. Shown with the image and the service exactly as rendered."""
+    out = tmp_path / "deploy"
+    rendered = keelhaul(
+        "stack", "render", "--target", "compose", "--out", str(out),
+        *stack_images.render_options(),
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    init = yaml.safe_load((out / "compose.yaml").read_text())["services"][REGISTRY_DATA_INIT]
+    volume = f"kh-registry-data-{uuid.uuid4().hex[:10]}"
+    data = init["volumes"][0].split(":")[1]
+    engine_ledger.ids["volume"].add(volume)
+    dockerd.docker("volume", "create", volume)
+    try:
+
+        def as_registry_user(*argv: str) -> subprocess.CompletedProcess[str]:
+            return dockerd.docker(
+                "run", "--rm", "--network", "none", "--user", f"{REGISTRY_UID}:{REGISTRY_UID}",
+                "-v", f"{volume}:{data}", "--entrypoint", argv[0], stack_images.registry,
+                *argv[1:], check=False,
+            )  # fmt: skip
+
+        refused = as_registry_user("touch", f"{data}/probe")
+        assert refused.returncode != 0
+        assert "permission denied" in refused.stderr.lower(), refused.stderr
+        chown = dockerd.docker(
+            "run", "--rm", "--network", "none", "--user", init["user"],
+            "--read-only", "--cap-drop", "ALL", "--cap-add", "CHOWN",
+            "-v", f"{volume}:{data}", "--entrypoint", init["entrypoint"][0],
+            stack_images.registry, *init["entrypoint"][1:], check=False,
+        )  # fmt: skip
+        assert chown.returncode == 0, chown.stderr
+        written = as_registry_user("touch", f"{data}/probe")
+        assert written.returncode == 0, written.stderr
+    finally:
+        dockerd.docker("volume", "rm", "--force", volume, check=False)
+    assert engine_ledger.remaining()["volume"] == set()

@@ -20,9 +20,14 @@ from keelhaul.stack.doctor.nginxconf import find, find_all, parse
 from keelhaul.stack.plan import CONTAINER_FILES, CONTAINER_PORTS, SERVICE_NAMES, StackPlan
 from keelhaul.stack.registry import render_registry_config
 from keelhaul.stack.render import DeploySettings, plan_for
-from keelhaul.stack.render.compose import COMPOSE_FILES, compose_yaml, render_compose
+from keelhaul.stack.render.compose import (
+    COMPOSE_FILES,
+    REGISTRY_DATA_INIT,
+    compose_yaml,
+    render_compose,
+)
 from keelhaul.stack.render.k8s import render_manifests
-from keelhaul.stack.render.material import AUTH_UID, Material, config_files
+from keelhaul.stack.render.material import AUTH_UID, REGISTRY_UID, Material, config_files
 from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.storage import StorageSettings
 
@@ -257,13 +262,34 @@ def test_no_redis_means_no_redis_objects() -> None:
 def test_compose_has_one_service_per_container_and_publishes_only_nginx() -> None:
     document = _compose()
     services = document["services"]
-    assert set(services) == {"nginx", "registry", "auth", "redis"}
+    assert set(services) == {"nginx", "registry", "auth", "redis", REGISTRY_DATA_INIT}
     assert [name for name, s in services.items() if "ports" in s] == ["nginx"]
     assert services["nginx"]["ports"] == ["5000:8080"]
     assert document["networks"]["backend"]["internal"] is True
     for service in services.values():
         assert service["read_only"] is True
-        assert "healthcheck" in service
+    for name in ("nginx", "registry", "auth", "redis"):
+        assert "healthcheck" in services[name]
+
+
+def test_compose_hands_a_fresh_registry_volume_to_the_registry_user_first() -> None:
+    """The official image's VOLUME is root's: a one-shot chown (root, CAP_CHOWN only, no
+    network) runs before the registry, which runs as its own uid; object storage needs none."""
+    services = _compose()["services"]
+    init, registry = services[REGISTRY_DATA_INIT], services["registry"]
+    assert registry["depends_on"][REGISTRY_DATA_INIT] == {
+        "condition": "service_completed_successfully"
+    }
+    data = "/var/lib/registry"
+    assert init["entrypoint"] == ["chown", f"{REGISTRY_UID}:{REGISTRY_UID}", data]
+    assert init["image"] == registry["image"]
+    assert init["volumes"] == [f"registry-data:{data}"]
+    assert f"registry-data:{data}" in registry["volumes"]
+    assert registry["user"] == f"{REGISTRY_UID}:{REGISTRY_UID}"
+    assert (init["user"], init["cap_drop"], init["cap_add"]) == ("0:0", ["ALL"], ["CHOWN"])
+    assert init["network_mode"] == "none" and init["restart"] == "no"
+    s3 = _compose(storage={"driver": "s3", "bucket": "blobs", "region": "eu-west-1"})["services"]
+    assert REGISTRY_DATA_INIT not in s3 and REGISTRY_DATA_INIT not in s3["registry"]["depends_on"]
     assert "&id" not in compose_yaml(
         render_compose(*_render(StackSettings(), {"target": "compose"})[:2])
     )

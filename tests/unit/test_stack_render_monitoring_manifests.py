@@ -12,7 +12,7 @@ import yaml
 
 from keelhaul.stack.plan import CONTAINER_PORTS, StackPlan
 from keelhaul.stack.render import DeploySettings, plan_for
-from keelhaul.stack.render.compose import compose_yaml, render_compose
+from keelhaul.stack.render.compose import REGISTRY_DATA_INIT, compose_yaml, render_compose
 from keelhaul.stack.render.k8s import render_manifests
 from keelhaul.stack.render.material import Material, config_files
 from keelhaul.stack.render.monitoring import monitoring_files
@@ -206,7 +206,7 @@ def test_compose_runs_prometheus_and_every_exporter_it_scrapes() -> None:
 
 def test_no_monitoring_no_change() -> None:
     services = _compose(monitoring=False)["services"]
-    assert set(services) == {"nginx", "registry", "auth", "redis"}
+    assert set(services) == {"nginx", "registry", "auth", "redis", REGISTRY_DATA_INIT}
     assert "command" not in services["auth"]
     assert all(
         "annotations" not in p["metadata"] for p in _pods(_manifests(monitoring=False)).values()

@@ -31,7 +31,10 @@ from keelhaul.stack.render.material import (
 from keelhaul.stack.render.monitoring import compose_services
 from keelhaul.stack.render.settings import DeploySettings
 
-__all__ = ["COMPOSE_FILES", "compose_yaml", "render_compose"]
+__all__ = ["COMPOSE_FILES", "REGISTRY_DATA_INIT", "compose_yaml", "render_compose"]
+
+REGISTRY_DATA_INIT = "registry-data-init"
+"""The one-shot service that makes a fresh registry volume writable (filesystem storage)."""
 
 COMPOSE_FILES = {
     "registry.yml": "config/registry.yml",
@@ -65,6 +68,30 @@ def _auth_healthcheck(plan: StackPlan) -> list[str]:
     url = f"http://127.0.0.1:{plan.ports['auth']}/healthz"
     probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)"
     return ["CMD", "python", "-c", probe]
+
+
+def _registry_data_init(image: str, data: str) -> dict[str, Any]:
+    """A one-shot service that hands the registry's data volume to its non-root user.
+
+    A fresh named volume copies the ownership of the image's directory, and the official
+    ``registry`` image declares ``VOLUME /var/lib/registry`` as root's with no ``USER``: run as
+    uid 1000 (as here), the registry could not write a byte. Kubernetes has ``fsGroup`` for
+    this; compose has nothing, so this container (same image, root, only ``CAP_CHOWN``, no
+    network) chowns the volume's top directory and exits; the registry waits for it. Not
+    recursive, so it stays instant on a large store: a store written earlier by a registry
+    running as root needs one ``chown -R`` (the README's deployment section)."""
+    return {
+        "image": image,
+        "entrypoint": ["chown", f"{REGISTRY_UID}:{REGISTRY_UID}", data],
+        "command": [],
+        "user": "0:0",
+        "volumes": [f"registry-data:{data}"],
+        "read_only": True,
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        "cap_add": ["CHOWN"],
+        "restart": "no",
+    }
 
 
 def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
@@ -121,6 +148,10 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     if plan.storage.driver == "filesystem":
         registry_volumes.append(f"registry-data:{files.registry_data}")
     registry_networks = ["backend"] if plan.storage.driver == "filesystem" else ["backend", "edge"]
+    registry_depends = depends_redis()
+    if plan.storage.driver == "filesystem":
+        services[REGISTRY_DATA_INIT] = _registry_data_init(images.registry, files.registry_data)
+        registry_depends[REGISTRY_DATA_INIT] = {"condition": "service_completed_successfully"}
     services["registry"] = {
         "image": images.registry,
         "user": f"{REGISTRY_UID}:{REGISTRY_UID}",
@@ -128,7 +159,7 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
         "volumes": registry_volumes,
         "read_only": True,
         "networks": registry_networks,
-        "depends_on": depends_redis(),
+        "depends_on": registry_depends,
         "healthcheck": _health(
             _wget(f"http://127.0.0.1:{plan.ports['registry_debug']}/debug/health")
         ),
