@@ -39,6 +39,7 @@ from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.plan import StackPlan, choose_ports
 from keelhaul.stack.procs import Health, Identity
 from keelhaul.stack.reconfigure import components_for
+from keelhaul.stack.redisurl import parse_external_redis
 from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.state import ComponentIdentity, StackState, now_iso, read_state, write_state
 
@@ -160,8 +161,8 @@ class Stack:
             components.append(
                 ComponentStatus(name, pid, alive, url, alive and health.ok, health.detail)
             )
-        external = StackSettings.model_validate(state.settings).external_redis
-        if external is not None:
+        if state.external_redis:
+            external = parse_external_redis(str(state.settings["redis_url"]))
             health = probe_external_redis(external)
             components.insert(
                 0,
