@@ -132,6 +132,7 @@ def test_an_external_redis_serves_both_tiers_and_the_own_one_replaces_it(
         stack.reconfigure({"redis_url": None}, said.append)
         own = json.loads((d / "stack.json").read_text())
         assert _alive(own["pids"]["redis"]) and own["settings"]["redis_url"] is None
+        assert next(iter(own["pids"])) == "redis"  # stopped last by `stack down`
         for tier in ("auth", "registry"):
             assert own["pids"][tier] != before["pids"][tier], tier
         assert own["pids"]["nginx"] == before["pids"]["nginx"]

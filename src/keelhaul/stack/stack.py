@@ -301,6 +301,11 @@ class Stack:
             for name in names:
                 if name != "redis" or starts:
                     state = self._restart(state, settings, name, say)
+            if starts:  # first in pids, as after `up`: `down` stops it last
+                state = state.model_copy(
+                    update={"pids": {"redis": state.pids["redis"], **state.pids}}
+                )
+                write_state(self.layout.state_file, state)
             if before.own_redis and not settings.own_redis:
                 state = self._stop_own_redis(state, settings, say)
             return state
