@@ -6,18 +6,25 @@ Each test builds a stack wrong on purpose, runs ``keelhaul tune`` on it as a use
 carry the load), and reads its ``keelhaul.tune/v1`` journey: the first verdict names the
 bottleneck, a change that answers it is kept, and the kept stack serves more successful
 flows than the baseline by more than the noise tune measured. Every stack is stopped by pid.
+
+The field report's staging service on the production Redis: a stack on a Redis someone
+else keeps busy (``--redis-url``) gets its own Redis, and the tuned settings drop the URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from keelhaul.netutil import free_port
+from support.servers import RedisServer, spawn_redis
 from support.stacks import clean_env, keelhaul, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -130,3 +137,53 @@ def test_a_remote_stack_is_diagnosed_once_and_nothing_is_applied(tmp_path: Path)
     # nothing changed: same knobs, same processes
     assert after["settings"] == before["settings"] and after["pids"] == before["pids"]
     assert not (tmp_path / "out" / "tuned.env").exists()
+
+
+NEIGHBOUR = Path(__file__).resolve().parents[1] / "support" / "neighbour.py"
+
+
+@contextlib.contextmanager
+def busy_shared_redis(tmp_path: Path) -> Iterator[int]:
+    """The "production" Redis, kept busy ~90 % of the time by someone else's slow command
+    (50 ms blocked, 5 ms free: well under the stack's 250 ms Redis timeouts, so its
+    clients wait rather than fail over); both processes stopped by pid, whatever happens."""
+    port = free_port()
+    server = RedisServer(port, spawn_redis(port, tmp_path / "prod-redis.log",
+                                           "--enable-debug-command", "local"),
+                         tmp_path / "prod-redis.log")  # fmt: skip
+    neighbour = subprocess.Popen(
+        [sys.executable, str(NEIGHBOUR), str(port), "0.05", "0.005", "400"],
+        env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield port
+    finally:
+        neighbour.kill()
+        neighbour.wait(timeout=10)
+        server.stop()
+
+
+def test_a_stack_on_a_busy_shared_redis_gets_its_own(tmp_path: Path) -> None:
+    with busy_shared_redis(tmp_path) as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        # every token request asks Redis (the throttle) when no credential cache answers
+        # first; cheap hashes: the token service's own work is small beside the waits
+        knobs = ("--redis-url", url, "--no-credential-cache", "--bcrypt-cost", "4")
+        with running_stack(tmp_path / "s", *knobs) as info:
+            doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "2")
+            after = json.loads((info.dir / "stack.json").read_text())
+    first = doc["steps"][0]
+    assert first_verdict(doc) == "redis", first["verdict"]
+    assert any("Redis was busy" in e or "PING waited" in e for e in first["verdict"]["evidence"])
+    diagnosis = json.loads((tmp_path / "out" / first["report_dir"] / "diagnosis.json").read_text())
+    assert any("Redis is external" in c for c in diagnosis["verdict"]["caveats"])
+    moves = [s["label"] for s in kept(doc)]
+    assert moves and moves[0] == "own Redis", [(s["label"], s["outcome"]) for s in doc["steps"]]
+    faster(doc)
+    # the stack ran its own Redis at the end, and the tuned settings no longer name the URL
+    assert after["settings"]["redis_url"] is None and "redis" in after["pids"]
+    assert doc["initial_settings"]["redis_url"] == url
+    assert doc["final_settings"]["redis_url"] is None
+    env = (tmp_path / "out" / "tuned.env").read_text()
+    assert "KEELHAUL_STACK_REDIS_URL=\n" in env and str(port) not in env
+    assert "--redis-url" not in doc["stack_up_flags"]

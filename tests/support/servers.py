@@ -18,6 +18,8 @@ class RedisServer:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    extra: tuple[str, ...] = ()
+    """More redis-server options (``--requirepass``, ...), kept for a restart."""
 
     @property
     def url(self) -> str:
@@ -30,10 +32,10 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start on the same port, e.g. after a test killed it."""
-        self.proc = spawn_redis(self.port, self.log)
+        self.proc = spawn_redis(self.port, self.log, *self.extra)
 
 
-def spawn_redis(port: int, log: Path) -> subprocess.Popen[bytes]:
+def spawn_redis(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -49,6 +51,7 @@ def spawn_redis(port: int, log: Path) -> subprocess.Popen[bytes]:
                 "no",
                 "--protected-mode",
                 "yes",
+                *extra,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -59,6 +59,10 @@ VARIANTS = {
         StackSettings(redis=False, auth_worker_class="gthread"),
         {"target": "k8s", "storage": {"driver": "gcs", "bucket": "blobs", "rootdirectory": "r"}},
     ),
+    "external-redis": (
+        StackSettings(redis_url="redis://:shared-pw@redis.prod.example:6390/4", monitoring=True),
+        {"target": "k8s"},
+    ),
 }
 
 
@@ -256,6 +260,37 @@ def test_no_redis_means_no_redis_objects() -> None:
     assert not [d for d in docs if d["metadata"]["name"].startswith("redis")]
 
 
+def test_an_external_redis_has_no_redis_objects_and_its_password_only_in_secrets() -> None:
+    settings, raw = VARIANTS["external-redis"]
+    plan, deploy, configs = _render(settings, raw)
+    material = Material(**{**MATERIAL.__dict__, "redis_password": plan.redis_password})
+    manifests = render_manifests(plan, deploy, material, configs)
+    assert "redis.yaml" not in manifests
+    docs = [d for docs in manifests.values() for d in docs]
+    assert not [d for d in docs if d["metadata"]["name"].startswith("redis")]
+    registry = yaml.safe_load(configs["registry.yml"])["redis"]
+    assert registry["addr"] == "redis.prod.example:6390" and registry["db"] == 4
+    assert "password" not in registry
+    auth = yaml.safe_load(configs["auth.yml"])["cache"]
+    assert auth["redis_url"] == "redis://redis.prod.example:6390/4"
+    for name, text in manifests.items():
+        if name != "secrets.yaml":
+            assert "shared-pw" not in yaml.safe_dump_all(text), name
+    assert "shared-pw" not in "".join(configs.values())
+    env = {e["name"] for tier in ("auth", "registry") for e in _container(docs, tier)["env"]}
+    assert {"KEELHAUL_AUTH_CACHE__REDIS_PASSWORD", "REGISTRY_REDIS_PASSWORD"} <= env
+    (secret,) = [d for d in docs if d["kind"] == "Secret" and "REGISTRY_REDIS_PASSWORD"
+                 in d.get("stringData", {})]  # fmt: skip
+    assert secret["stringData"]["KEELHAUL_AUTH_CACHE__REDIS_PASSWORD"] == "shared-pw"
+    # the token service reads the password where the Secret puts it
+    loaded = load_auth_settings(
+        data=yaml.safe_load(configs["auth.yml"]),
+        environ={"KEELHAUL_AUTH_SECRET": "a" * 48, **material.auth_env()},
+    )
+    assert loaded.cache.redis_password is not None
+    assert loaded.cache.redis_password.get_secret_value() == "shared-pw"
+
+
 # ----------------------------------------------------------------- compose
 
 
@@ -293,6 +328,12 @@ def test_compose_hands_a_fresh_registry_volume_to_the_registry_user_first() -> N
     assert "&id" not in compose_yaml(
         render_compose(*_render(StackSettings(), {"target": "compose"})[:2])
     )
+
+
+def test_compose_on_an_external_redis_has_no_redis_service() -> None:
+    services = _compose(StackSettings(redis_url="redis://10.9.8.7:6379/2"))["services"]
+    assert set(services) == {"nginx", "registry", "auth"}
+    assert all("depends_on" not in services[t] for t in ("auth", "registry"))
 
 
 def test_compose_mounts_come_from_the_rendered_directory() -> None:

@@ -384,3 +384,17 @@ def test_report_renders_as_text_and_json(tmp_path: Path) -> None:
     assert data["ok"] is False
     assert data["findings"][0]["id"] == "auth-worker-class-blocking"
     assert yaml.safe_dump(data)  # plain data all the way down
+
+
+def test_an_external_redis_is_one_warning_and_no_mismatch(tmp_path: Path) -> None:
+    settings = StackSettings(redis_url="redis://:pw@10.0.0.9:6390/3")
+    ours = parse_redis_url("redis://127.0.0.1:7001/0")
+    theirs = parse_redis_url("redis://:pw@10.0.0.9:6390/3")
+    # the tiers agree with each other and with stack.json: only the placement is flagged
+    external = _snapshot(settings, tmp_path, stack_redis=theirs, stack_redis_external=True)
+    assert _ids(external) == ["redis-external"]
+    (finding,) = examine(external).findings
+    assert "10.0.0.9:6390" in finding.message and "pw" not in finding.message
+    assert "--redis-url" in finding.fix
+    # the own Redis is no finding at all
+    assert _ids(_snapshot(StackSettings(), tmp_path, stack_redis=ours)) == []

@@ -289,3 +289,55 @@ def test_nginx_answers_its_own_token_errors_in_json() -> None:
     assert "internal;" in page and "default_type application/json;" in page
     body = page[page.index("return 414 '") + len("return 414 '") : page.rindex("'")]
     assert json.loads(body)["errors"][0]["code"] == "SIZE_INVALID"
+
+
+# ----------------------------------------------------------------- an external Redis
+
+EXTERNAL = "redis://:s3cr%40t@10.1.2.3:6390/5"
+
+
+def test_an_external_redis_url_is_checked_and_its_password_never_echoed() -> None:
+    assert load_stack_settings({"redis_url": EXTERNAL}).external_redis is not None
+    for bad, says in (
+        ("http://10.1.2.3:6390", "must start with redis://"),
+        ("redis://:s3cret@10.1.2.3:99999/0", "not a URL"),
+        ("redis://:s3cret@10.1.2.3:6390/x", "database must be a number"),
+        ("redis://admin:s3cret@10.1.2.3:6390/0", "password only"),
+        ("redis://", "names no host"),
+    ):
+        with pytest.raises(ConfigError, match=says) as caught:
+            load_stack_settings({"redis_url": bad})
+        assert "s3cret" not in str(caught.value) and "redis_url" in str(caught.value)
+    with pytest.raises(ConfigError, match="redis off"):
+        load_stack_settings({"redis_url": EXTERNAL, "redis": False})
+    # empty (tuned.env's way of taking it back): the own Redis
+    assert load_stack_settings(environ={"KEELHAUL_STACK_REDIS_URL": ""}).own_redis
+    env = {"KEELHAUL_STACK_REDIS_URL": EXTERNAL}
+    assert load_stack_settings(environ=env).redis_url == EXTERNAL
+
+
+def test_an_external_redis_replaces_the_own_one_in_every_config() -> None:
+    settings = StackSettings(redis_url=EXTERNAL)
+    ports = {k: v for k, v in PORTS.items() if k != "redis"}
+    assert choose_ports(settings, iter(range(9000, 9100)).__next__).keys() == ports.keys()
+    plan = StackPlan.local(LAYOUT, settings, ports)
+    assert [s.name for s in component_specs(plan, LAYOUT, BINARIES)] == [
+        "auth", "registry", "nginx",
+    ]  # fmt: skip
+    registry = render_registry_config(plan, http_secret="s" * 32)
+    assert registry["storage"]["cache"] == {"blobdescriptor": "redis"}
+    assert registry["redis"]["addr"] == "10.1.2.3:6390" and registry["redis"]["db"] == 5
+    assert registry["redis"]["password"] == "s3cr@t"  # the local file is 0600
+    cache = render_auth_config(plan, secret="x" * 40)["cache"]
+    assert cache["redis_url"] == "redis://:s3cr%40t@10.1.2.3:6390/5"
+    assert load_auth_settings(data={**render_auth_config(plan, secret="x" * 40)})
+
+
+def test_stack_state_hides_an_external_redis_password() -> None:
+    state = StackState(
+        dir="/srv/stack", started_at="now", registry="r", token_url="t", service="s",
+        issuer="i", redis_url=EXTERNAL, settings=StackSettings(redis_url=EXTERNAL).recorded(),
+    )  # fmt: skip
+    shown = json.dumps(state.public())
+    assert "s3cr" not in shown and "redis://:***@10.1.2.3:6390/5" in shown
+    assert state.external_redis

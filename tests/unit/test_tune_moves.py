@@ -11,7 +11,15 @@ from keelhaul.errors import StackError, TuneError
 from keelhaul.stack.reconfigure import LIVE_KNOBS, components_for
 from keelhaul.stack.settings import StackSettings
 from keelhaul.tune.journey import Goal, Measurement, decide, gain, noise, parse_goal, threshold
-from keelhaul.tune.moves import FORBIDDEN, MOVES, STOP_TIERS, Context, recommend
+from keelhaul.tune.moves import (
+    FORBIDDEN,
+    MOVES,
+    NO_KNOB,
+    STOP_TIERS,
+    Context,
+    recommend,
+    untunable,
+)
 from keelhaul.tune.report import stack_flags, tuned_env
 
 pytestmark = pytest.mark.unit
@@ -47,7 +55,8 @@ def test_every_move_turns_only_live_knobs_and_never_a_security_one() -> None:
         for tier in move.answers:
             worst = Context(
                 settings={**DEFAULTS, "credential_cache": False, "auth_worker_class": "sync",
-                          "auth_workers": 1, "proxy_workers": 1, "proxy_connections": 16},
+                          "auth_workers": 1, "proxy_workers": 1, "proxy_connections": 16,
+                          "redis_url": "redis://127.0.0.1:6390/0"},
                 cores=2, diagnosis=diagnosis(tier),
             )  # fmt: skip
             changes = move.propose(worst, tier)
@@ -168,3 +177,57 @@ def test_only_live_knobs_change_on_a_running_stack() -> None:
     ]
     with pytest.raises(StackError, match="bcrypt_cost"):
         components_for({"bcrypt_cost": 4})
+
+
+EXTERNAL = "redis://:s3cret@127.0.0.1:6390/2"
+
+
+def test_a_busy_shared_redis_is_answered_by_the_stacks_own() -> None:
+    p = recommend(ctx("redis", redis_url=EXTERNAL))
+    assert p is not None and p.move.name == "own Redis" and p.changes == {"redis_url": None}
+    assert p.before == {"redis_url": EXTERNAL}
+    # the journey's text shows where Redis went, never the password
+    assert "s3cret" not in p.text and "own Redis" in p.diff and "127.0.0.1:6390" in p.diff
+    assert untunable(ctx("redis", redis_url=EXTERNAL)) is None
+    # tried (and reverted): nothing left, and no claim that the Redis is the stack's own
+    assert recommend(ctx("redis", redis_url=EXTERNAL), [p]) is None
+    assert untunable(ctx("redis", redis_url=EXTERNAL)) is None
+
+
+def test_a_busy_own_redis_has_no_knob_and_tune_says_so() -> None:
+    assert recommend(ctx("redis")) is None
+    said = untunable(ctx("redis"))
+    assert said is not None and "no knob" in said and "already the stack's own" in said
+    assert untunable(ctx("registry")) == NO_KNOB["registry"]
+    assert untunable(ctx("proxy", proxy_connections=64)) is None
+    # Redis on or off stays a shape, not a move: no move turns it, whatever the verdict
+    for move in MOVES:
+        changes = move.propose(ctx("redis", redis_url=EXTERNAL, redis=True), "redis") or {}
+        assert "redis" not in changes
+
+
+def test_the_placement_knob_restarts_redis_and_its_two_clients() -> None:
+    assert components_for({"redis_url": None}) == ["redis", "auth", "registry"]
+    assert "redis_url" in LIVE_KNOBS and "redis" in FORBIDDEN and "redis_url" not in FORBIDDEN
+
+
+def test_tuned_settings_carry_the_external_redis_or_its_removal() -> None:
+    kept_external = {**DEFAULTS, "redis_url": EXTERNAL}
+    env = tuned_env(kept_external, kept_external)
+    assert "KEELHAUL_STACK_REDIS_URL=redis://127.0.0.1:6390/2\n" in env
+    assert "s3cret" not in env and "password is left out" in env
+    flags = stack_flags(kept_external)
+    assert flags[flags.index("--redis-url") + 1] == "redis://127.0.0.1:6390/2"
+    # the own Redis kept: the URL is gone, and written empty so that a stale
+    # KEELHAUL_STACK_REDIS_URL cannot bring the shared instance back
+    env = tuned_env(DEFAULTS, kept_external)
+    assert "KEELHAUL_STACK_REDIS_URL=\n" in env and "redis://" not in env
+    assert "--redis-url" not in stack_flags(DEFAULTS)
+    from keelhaul.stack.settings import load_stack_settings
+
+    environ = dict(line.split("=", 1) for line in env.splitlines() if not line.startswith("#"))
+    stale = {"KEELHAUL_STACK_REDIS_URL": EXTERNAL}
+    loaded = load_stack_settings(environ={**stale, **environ})
+    assert loaded.redis_url is None and loaded.own_redis
+    # a stack that never had one is not told about it
+    assert "REDIS_URL" not in tuned_env(DEFAULTS, DEFAULTS)

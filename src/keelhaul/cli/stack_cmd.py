@@ -74,6 +74,12 @@ _KNOBS = (
         help="Redis for the registry's blob cache and the credential cache [default: on].",
     ),
     click.option(
+        "--redis-url",
+        metavar="redis://[:PW@]HOST:PORT/DB",
+        help="Use this Redis (one the stack does not run) for the registry's blob cache and "
+        "the token service's cache and throttle [default: the stack's own redis-server].",
+    ),
+    click.option(
         "--proxy-workers", type=int, help="nginx worker_processes [default: auto, 1 per CPU]."
     ),
     click.option("--proxy-connections", type=int, help="nginx worker_connections [default: 4096]."),
@@ -95,6 +101,7 @@ _KNOB_NAMES = (
     "credential_cache",
     "bcrypt_cost",
     "redis",
+    "redis_url",
     "proxy_workers",
     "proxy_connections",
     "tls",
@@ -148,6 +155,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _redis_line(state: StackState) -> str:
+    shown = state.public()["redis_url"]
+    if shown is None:
+        return "(none)"
+    return f"{shown}  (external: not started by this stack)" if state.external_redis else shown
+
+
 def _print_summary(state: StackState, target: Stack, elapsed: float) -> None:
     root = target.layout.root
     rows = [
@@ -160,7 +174,7 @@ def _print_summary(state: StackState, target: Stack, elapsed: float) -> None:
         ("registry", f"{state.registry}  (behind the proxy)"),
         ("token", f"{state.token_url}  (behind the proxy)"),
         ("service", state.service),
-        ("redis", state.redis_url or "(none)"),
+        ("redis", _redis_line(state)),
         *([("prometheus", state.prometheus)] if state.prometheus else []),
         ("users", f"{', '.join(state.users)} (passwords in {target.layout.state_file}, mode 0600)"),
         ("logs", str(target.layout.logs_dir)),
@@ -189,7 +203,7 @@ def status(directory: Path, as_json: bool) -> None:
             health = "ok" if c.healthy else "FAIL"
             if c.detail:
                 health = f"{health} ({c.detail})"
-            pid = str(c.pid) if c.pid is not None else "-"
+            pid = "external" if c.external else str(c.pid) if c.pid is not None else "-"
             alive = "yes" if c.alive else "no"
             click.echo(f"  {c.name:<16} {pid:>8}  {alive:<5}  {health:<28}  {c.url}")
     if not report.healthy:

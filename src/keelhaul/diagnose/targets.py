@@ -52,6 +52,9 @@ class Targets:
     registry_debug_url: str | None = None
     nginx_status_url: str | None = None
     redis_url: str | None = None
+    redis_external: str | None = None
+    """The Redis the stack uses but does not run (its URL, password as ``***``): read
+    through what it answers only, its process is not this host's to see."""
     access_log: Path | None = None
     logs: dict[str, Path] = field(default_factory=dict)
     """Tier -> its own log (nginx's error log, gunicorn's, the registry's)."""
@@ -95,6 +98,7 @@ def targets_from_state(
         registry_debug_url=_base(state.urls.get("registry_debug")),
         nginx_status_url=f"{_base(status)}{STATUS_PATH}" if status else None,
         redis_url=state.redis_url,
+        redis_external=state.public()["redis_url"] if state.external_redis else None,
         access_log=layout.access_log if "nginx" in leaders else None,
         logs=logs,
         auth_metrics_dir=layout.auth_metrics_dir,

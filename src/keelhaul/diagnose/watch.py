@@ -19,7 +19,7 @@ from keelhaul.diagnose.targets import Targets, targets_from_state
 from keelhaul.errors import StackError
 from keelhaul.stack.state import StackState, read_state
 
-__all__ = ["build_collectors", "describe", "load_targets"]
+__all__ = ["build_collectors", "describe", "external_redis_notes", "load_targets"]
 
 WATCHED_PORTS = ("nginx", "auth", "registry", "redis")
 
@@ -61,6 +61,17 @@ def build_collectors(targets: Targets) -> list[Collector]:
     return collectors
 
 
+def external_redis_notes(targets: Targets) -> tuple[str, ...]:
+    """An external Redis has no pid here: say what is unseen (never count it idle)."""
+    if targets.redis_external is None:
+        return ()
+    return (
+        f"Redis is external ({targets.redis_external}, not run by this stack): its process "
+        "(CPU, run queue) and its host are unseen; judged from what it answers: INFO "
+        "commandstats (busy share), PING round trips, SLOWLOG, clients",
+    )
+
+
 def describe(targets: Targets) -> dict[str, Any]:
     """What was watched, for the report's header (no secrets: the stack has none here)."""
     return {
@@ -70,5 +81,7 @@ def describe(targets: Targets) -> dict[str, Any]:
         "cores": targets.cores,
         "load_pids": list(targets.load_pids),
         "access_log": str(targets.access_log) if targets.access_log else None,
-        "source": SourceInfo(kind="local", resolution_s=1.0).as_dict(),
+        "source": SourceInfo(
+            kind="local", resolution_s=1.0, notes=external_redis_notes(targets)
+        ).as_dict(),
     }

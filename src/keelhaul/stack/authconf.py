@@ -74,7 +74,8 @@ def render_auth_config(plan: StackPlan, *, secret: str | None) -> dict[str, Any]
     if settings.auth_worker_class is not None:
         server["worker_class"] = settings.auth_worker_class
     cache: dict[str, Any] = {"enabled": settings.credential_cache}
-    redis_url = plan.redis_url(REDIS_DB_AUTH)
+    # a deployment's config carries no password: KEELHAUL_AUTH_CACHE__REDIS_PASSWORD does
+    redis_url = plan.redis_url(REDIS_DB_AUTH, password=plan.target == "local")
     if redis_url is not None:
         cache["redis_url"] = redis_url
     audit: dict[str, Any] = {"enabled": True}

@@ -54,7 +54,7 @@ def component_specs(
     """Start order: Redis (when enabled) -> token service -> registry -> nginx
     [-> the exporters -> Prometheus, with ``--monitoring``]."""
     specs: list[ComponentSpec] = []
-    if plan.settings.redis:
+    if plan.settings.own_redis:
         specs.append(
             ComponentSpec(
                 name="redis",

@@ -121,6 +121,11 @@ def rewrite_config(component: str, plan: StackPlan, layout: StackLayout) -> None
         old = yaml.safe_load(layout.auth_config.read_text(encoding="utf-8")) or {}
         config = render_auth_config(plan, secret=old.get("secret"))
         write_private(layout.auth_config, auth_yaml(config))
+    elif component == "registry":
+        old = yaml.safe_load(layout.registry_config.read_text(encoding="utf-8")) or {}
+        secret = (old.get("http") or {}).get("secret")
+        registry_config = render_registry_config(plan, http_secret=secret)
+        write_private(layout.registry_config, registry_yaml(registry_config))
     elif component == "nginx":
         write_private(layout.nginx_config, render_nginx_conf(plan, user=nginx_user()))
     else:

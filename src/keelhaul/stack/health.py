@@ -10,16 +10,19 @@ from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
+import redis
 
 from keelhaul.stack.monitoring import EXPORTERS, PROMETHEUS, Exporter, expected_jobs
 from keelhaul.stack.nginx import STATUS_PATH
 from keelhaul.stack.procs import Health
+from keelhaul.stack.redisurl import ExternalRedis
 from keelhaul.stack.state import StackState
 
 __all__ = [
     "PROBES",
     "probe_auth",
     "probe_exporter",
+    "probe_external_redis",
     "probe_nginx",
     "probe_prometheus",
     "probe_redis",
@@ -50,6 +53,31 @@ def probe_redis(url: str, timeout: float = TIMEOUT) -> Health:
     if answer.startswith(b"+PONG"):
         return Health(True, "PONG")
     return Health(False, f"unexpected answer to PING: {answer[:32]!r}")
+
+
+def probe_external_redis(target: ExternalRedis, timeout: float = TIMEOUT) -> Health:
+    """A Redis the stack does not run: PING as its clients will (with its password).
+    The detail names the address, never the password nor the server's own error text."""
+    client: redis.Redis[bytes] = redis.Redis(
+        host=target.host,
+        port=target.port,
+        db=target.db,
+        password=target.password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return Health(False, f"{target.redacted} refused the password (AUTH)")
+    except redis.ResponseError as exc:
+        first = str(exc).split(" ", 1)[0]  # NOAUTH, WRONGPASS, ERR...: a code, never a value
+        return Health(False, f"{target.redacted} answered PING with an error ({first})")
+    except (redis.RedisError, OSError) as exc:
+        return Health(False, f"no Redis answers at {target.redacted} ({type(exc).__name__})")
+    finally:
+        client.close()
+    return Health(True, "PONG (external)")
 
 
 def probe_auth(url: str) -> Health:

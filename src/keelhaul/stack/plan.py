@@ -279,8 +279,20 @@ class StackPlan:
         """With ``--monitoring``: the stack's own Prometheus."""
         return self.url("prometheus") if "prometheus" in self.ports else None
 
-    def redis_url(self, db: int = REDIS_DB_REGISTRY) -> str | None:
+    def redis_url(self, db: int = REDIS_DB_REGISTRY, *, password: bool = True) -> str | None:
+        """The Redis a tier uses: the stack's own (database ``db``), or the external
+        ``redis_url`` (its own database for every tier; ``password=False`` leaves its
+        password out, for deployments that pass it from a Secret)."""
+        external = self.settings.external_redis
+        if external is not None:
+            return external.url(password=password)
         return f"{self.url('redis')}/{db}" if self.settings.redis else None
+
+    @property
+    def redis_password(self) -> str | None:
+        """The external Redis' password (deployments pass it as a secret variable)."""
+        external = self.settings.external_redis
+        return external.password if external is not None else None
 
     def urls(self) -> dict[str, str]:
         return {component: self.url(component) for component in self.ports}

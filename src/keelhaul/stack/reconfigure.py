@@ -4,6 +4,10 @@ One record per knob, in one table (``LIVE_KNOBS``): ``Stack.reconfigure`` reads 
 which component's configuration to render again and restart; ``keelhaul tune`` reads it to
 know what it may turn. Knobs that are not here (bcrypt cost, TLS, the ACL, ports, Redis on
 or off) need a new ``stack up``; the security ones are never turned by tune at all.
+
+``redis_url`` is Redis' *placement*, not Redis on or off: from an external URL to none,
+the stack starts its own ``redis-server`` and points the registry and the token service
+at it; back again, those two are pointed at the URL and the own Redis is stopped.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ __all__ = ["LIVE_KNOBS", "LiveKnob", "components_for"]
 class LiveKnob:
     name: str
     """The ``StackSettings`` field."""
-    component: str
-    """The component whose configuration carries it and which restarts to apply it."""
+    components: tuple[str, ...]
+    """The components whose configurations carry it and which restart to apply it
+    (``redis`` there: the stack's own Redis is started or stopped with the knob)."""
     flag: str
     """The ``keelhaul stack up`` option that sets it (for the tuned settings' command line)."""
 
@@ -30,11 +35,12 @@ class LiveKnob:
 LIVE_KNOBS: dict[str, LiveKnob] = {
     k.name: k
     for k in (
-        LiveKnob("auth_workers", "auth", "--auth-workers"),
-        LiveKnob("auth_worker_class", "auth", "--auth-worker-class"),
-        LiveKnob("credential_cache", "auth", "--credential-cache"),
-        LiveKnob("proxy_workers", "nginx", "--proxy-workers"),
-        LiveKnob("proxy_connections", "nginx", "--proxy-connections"),
+        LiveKnob("auth_workers", ("auth",), "--auth-workers"),
+        LiveKnob("auth_worker_class", ("auth",), "--auth-worker-class"),
+        LiveKnob("credential_cache", ("auth",), "--credential-cache"),
+        LiveKnob("redis_url", ("redis", "auth", "registry"), "--redis-url"),
+        LiveKnob("proxy_workers", ("nginx",), "--proxy-workers"),
+        LiveKnob("proxy_connections", ("nginx",), "--proxy-connections"),
     )
 }
 
@@ -47,5 +53,5 @@ def components_for(changes: Mapping[str, Any]) -> list[str]:
             f"cannot change {', '.join(fixed)} on a running stack; these can be: "
             f"{', '.join(LIVE_KNOBS)} (others need keelhaul stack up)"
         )
-    wanted = {LIVE_KNOBS[name].component for name in changes}
+    wanted = {c for name in changes for c in LIVE_KNOBS[name].components}
     return [c for c in ("redis", "auth", "registry", "nginx") if c in wanted]

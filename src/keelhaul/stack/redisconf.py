@@ -1,4 +1,7 @@
-"""Redis' command line, one for every shape of the stack. Pure."""
+"""Redis' command line, one for every shape of the stack. Pure.
+
+(A Redis the stack does not run, ``redis_url``, is :mod:`.redisurl`.)
+"""
 
 from __future__ import annotations
 

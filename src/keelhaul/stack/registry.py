@@ -65,14 +65,25 @@ def render_registry_config(plan: StackPlan, *, http_secret: str | None) -> dict[
     }
     if plan.settings.redis:
         config["redis"] = {
-            "addr": plan.peer("redis"),
-            "db": REDIS_DB_REGISTRY,
+            **_redis_place(plan),
             "dialtimeout": REDIS_TIMEOUT,
             "readtimeout": REDIS_TIMEOUT,
             "writetimeout": REDIS_TIMEOUT,
             "pool": {"maxidle": 16, "maxactive": 64, "idletimeout": "300s"},
         }
     return config
+
+
+def _redis_place(plan: StackPlan) -> dict[str, Any]:
+    """``addr`` and ``db``: the stack's own Redis, or the external ``redis_url`` (whose
+    password a deployment passes as ``REGISTRY_REDIS_PASSWORD``, never in the file)."""
+    external = plan.settings.external_redis
+    if external is None:
+        return {"addr": plan.peer("redis"), "db": REDIS_DB_REGISTRY}
+    place: dict[str, Any] = {"addr": external.addr, "db": external.db}
+    if external.password is not None and plan.target == "local":
+        place["password"] = external.password
+    return place
 
 
 def registry_yaml(config: dict[str, Any]) -> str:

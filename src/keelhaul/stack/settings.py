@@ -14,11 +14,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from keelhaul.errors import ConfigError
 from keelhaul.names import COMPONENTS, ComponentName, WorkerClass
 from keelhaul.settings_base import FrozenModel, env_overrides, validation_problems
+from keelhaul.stack.redisurl import ExternalRedis, parse_external_redis
 
 __all__ = [
     "COMPONENTS",
@@ -54,6 +55,12 @@ class StackSettings(FrozenModel):
     credential_cache: bool = Field(default=True, description="remember verified passwords")
     bcrypt_cost: int = Field(default=10, ge=4, le=16, description="htpasswd bcrypt cost")
     redis: bool = Field(default=True, description="false: no Redis at all, in-memory caches")
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://[:PASSWORD@]HOST:PORT/DB: use this Redis (one the stack does not "
+        "run) for the registry's blob cache and the token service's cache and throttle; "
+        "default: the stack's own redis-server",
+    )
     proxy_workers: int | None = Field(
         default=None, ge=1, le=1024, description="nginx worker_processes; default: auto (1 per CPU)"
     )
@@ -86,16 +93,48 @@ class StackSettings(FrozenModel):
             raise ValueError("two components cannot share a port")
         return value
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _valid_redis_url(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # empty (e.g. KEELHAUL_STACK_REDIS_URL= in tuned.env): the own Redis
+        if isinstance(value, str):
+            parse_external_redis(value)  # its ValueError names what to write, never the URL
+            return value.strip()
+        return value
+
+    @model_validator(mode="after")
+    def _redis_url_needs_redis(self) -> StackSettings:
+        if self.redis_url is not None and not self.redis:
+            raise ValueError("redis_url: cannot be used with redis off (--no-redis); drop one")
+        return self
+
+    @property
+    def external_redis(self) -> ExternalRedis | None:
+        """The Redis the stack uses but does not run (``redis_url``), if any."""
+        return parse_external_redis(self.redis_url) if self.redis_url else None
+
+    @property
+    def external_redis_shown(self) -> str:
+        """``redis_url`` for people (its password as ``***``); "its own Redis" without."""
+        external = self.external_redis
+        return external.redacted if external is not None else "its own Redis"
+
+    @property
+    def own_redis(self) -> bool:
+        """The stack runs its own ``redis-server``."""
+        return self.redis and self.redis_url is None
+
     def recorded(self) -> dict[str, Any]:
         """The knobs as written to ``stack.json``."""
         return self.model_dump(mode="json")
 
 
 def wanted_components(settings: StackSettings) -> tuple[str, ...]:
-    """The port names this stack has: no Redis (nor its exporter) without Redis, no
-    monitoring without ``--monitoring``."""
+    """The port names this stack has: no Redis (nor its exporter) without Redis of its own
+    (none at all, or an external ``redis_url``), no monitoring without ``--monitoring``."""
     skipped = set() if settings.monitoring else set(MONITORING_COMPONENTS)
-    if not settings.redis:
+    if not settings.own_redis:
         skipped |= {"redis", "redis_exporter"}
     return tuple(c for c in COMPONENTS if c not in skipped)
 

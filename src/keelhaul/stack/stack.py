@@ -34,11 +34,12 @@ from keelhaul.stack.components import (
     monitoring_binaries,
 )
 from keelhaul.stack.files import Prepared, prepare_files, rewrite_config, rotate_log
-from keelhaul.stack.health import PROBES
+from keelhaul.stack.health import PROBES, probe_external_redis
 from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.plan import StackPlan, choose_ports
 from keelhaul.stack.procs import Health, Identity
 from keelhaul.stack.reconfigure import components_for
+from keelhaul.stack.redisurl import parse_external_redis
 from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.state import ComponentIdentity, StackState, now_iso, read_state, write_state
 
@@ -75,6 +76,8 @@ class ComponentStatus:
     url: str
     healthy: bool
     detail: str
+    external: bool = False
+    """Not run by this stack (an external Redis): ``alive`` means it answered."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +86,7 @@ class ComponentStatus:
             "url": self.url,
             "healthy": self.healthy,
             "detail": self.detail,
+            "external": self.external,
         }
 
 
@@ -157,6 +161,15 @@ class Stack:
             components.append(
                 ComponentStatus(name, pid, alive, url, alive and health.ok, health.detail)
             )
+        if state.external_redis:
+            external = parse_external_redis(str(state.settings["redis_url"]))
+            health = probe_external_redis(external)
+            components.insert(
+                0,
+                ComponentStatus(
+                    "redis", None, health.ok, external.redacted, health.ok, health.detail, True
+                ),
+            )
         return StackStatus(state=state, components=components)
 
     # ------------------------------------------------------------------ up
@@ -164,6 +177,7 @@ class Stack:
     def up(self, progress: Callable[[str], None] | None = None) -> StackState:
         say = progress or (lambda _msg: None)
         binaries = self._binaries()
+        self._check_external_redis(say)
         self._make_root()
         with self._locked():
             self._clear_previous(say)
@@ -215,6 +229,20 @@ class Stack:
         write_state(self.layout.state_file, state)
         return state
 
+    def _check_external_redis(self, say: Callable[[str], None]) -> None:
+        """An external ``redis_url`` must answer before anything starts (it is not ours
+        to start): one line naming it, its password never shown."""
+        external = self.settings.external_redis
+        if external is None:
+            return
+        health = probe_external_redis(external)
+        if not health.ok:
+            raise StackError(
+                f"redis_url: {health.detail}; start that Redis or fix --redis-url "
+                "(KEELHAUL_STACK_REDIS_URL)"
+            )
+        say(f"redis: using {external.redacted} (external: not started by this stack)")
+
     def _lost_port_race(self, exc: ComponentError) -> bool:
         """A component died because a port picked as free was taken before it could bind."""
         forced = set(self.settings.ports)
@@ -244,25 +272,86 @@ class Stack:
 
         Only the components that carry the changed knobs get their configuration rendered
         again (secrets kept) and are restarted, on their recorded ports; ``stack.json``
-        records the new knobs. What ``keelhaul tune`` applies and reverts.
+        records the new knobs. What ``keelhaul tune`` applies and reverts. Redis'
+        placement (``redis_url``) starts the stack's own Redis (on a free port) before
+        its clients restart, or stops it after they were pointed elsewhere.
         """
         say = progress or (lambda _msg: None)
         names = components_for(changes)
         self._running()  # a clear error before the lock file would be created
         with self._locked():
             state = self._running()
+            before = StackSettings.model_validate(state.settings)
             try:
                 settings = StackSettings.model_validate({**state.settings, **changes})
             except ValidationError as exc:
                 raise ConfigError("stack", validation_problems(exc)) from None
+            if settings.external_redis is not None and not before.external_redis:
+                self._check_external_redis(say)
+            state = self._place_redis(state, settings)
             plan = StackPlan.local(self.layout, settings, state.ports)
             for name in names:
-                rewrite_config(name, plan, self.layout)
-            state = state.model_copy(update={"settings": settings.recorded()})
+                if name != "redis":
+                    rewrite_config(name, plan, self.layout)
+            state = state.model_copy(
+                update={"settings": settings.recorded(), "redis_url": plan.redis_url()}
+            )
             write_state(self.layout.state_file, state)
+            starts = settings.own_redis and not before.own_redis
             for name in names:
-                state = self._restart(state, settings, name, say)
+                if name != "redis" or starts:
+                    state = self._restart(state, settings, name, say)
+            if starts:  # first in pids, as after `up`: `down` stops it last
+                state = state.model_copy(
+                    update={"pids": {"redis": state.pids["redis"], **state.pids}}
+                )
+                write_state(self.layout.state_file, state)
+            if before.own_redis and not settings.own_redis:
+                state = self._stop_own_redis(state, settings, say)
             return state
+
+    def _place_redis(self, state: StackState, settings: StackSettings) -> StackState:
+        """The own Redis' port, URL and log recorded when it is about to start."""
+        if not settings.own_redis or "redis" in state.ports:
+            return state
+        taken = set(state.ports.values())
+        port = next(p for p in iter(self._pick_port, None) if p not in taken)
+        ports = {"redis": port, **state.ports}
+        plan = StackPlan.local(self.layout, settings, ports)
+        return state.model_copy(
+            update={
+                "ports": ports,
+                "urls": {"redis": plan.url("redis"), **state.urls},
+                "logs": {"redis": str(self.layout.log("redis")), **state.logs},
+            }
+        )
+
+    def _stop_own_redis(
+        self, state: StackState, settings: StackSettings, say: Callable[[str], None]
+    ) -> StackState:
+        """Its clients use the external Redis now: stop the own one and forget it."""
+        pid = state.pids.get("redis")
+        if pid is not None:
+            ident = _identity(state, "redis", pid)
+            if procs.matches(ident):
+                procs.stop_all([ident], settings.stop_timeout)
+            procs.sweep_group(ident)
+            say(f"redis stopped (pid {pid}): the stack uses {settings.external_redis_shown}")
+
+        def drop(mapping: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in mapping.items() if k != "redis"}
+
+        state = state.model_copy(
+            update={
+                "pids": drop(state.pids),
+                "identities": drop(state.identities),
+                "logs": drop(state.logs),
+                "ports": drop(state.ports),
+                "urls": drop(state.urls),
+            }
+        )
+        write_state(self.layout.state_file, state)
+        return state
 
     def _running(self) -> StackState:
         state = self.read()
@@ -338,7 +427,7 @@ class Stack:
             ("docker-registry", settings.registry_binary),
             ("nginx", settings.nginx_binary),
         ]
-        if settings.redis:
+        if settings.own_redis:
             wanted.insert(0, ("redis-server", settings.redis_binary))
         wanted += [(name, name) for name in monitoring_binaries(settings)]
         for role, binary in wanted:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from keelhaul.atomicfile import write_text
 from keelhaul.errors import StackError
+from keelhaul.stack.redisurl import redact_redis_url
 
 __all__ = [
     "STATE_VERSION",
@@ -85,10 +86,18 @@ class StackState(BaseModel):
     def password(self, user: str) -> str:
         return self.users[user].get_secret_value()
 
+    @property
+    def external_redis(self) -> bool:
+        """The stack uses a Redis it does not run (``settings.redis_url``)."""
+        return bool(self.settings.get("redis_url"))
+
     def public(self) -> dict[str, Any]:
-        """Everything but the passwords (user names stay)."""
+        """Everything but the passwords (user names stay; an external Redis' is ``***``)."""
         data = self.model_dump(mode="json", exclude={"users", "identities"})
         data["users"] = sorted(self.users)
+        data["redis_url"] = redact_redis_url(self.redis_url)
+        if data["settings"].get("redis_url"):
+            data["settings"]["redis_url"] = redact_redis_url(data["settings"]["redis_url"])
         return data
 
 

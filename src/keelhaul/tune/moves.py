@@ -14,16 +14,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from keelhaul.stack.redisurl import redact_redis_url
 from keelhaul.stack.settings import DEFAULT_PROXY_CONNECTIONS
 
 __all__ = [
     "FORBIDDEN",
     "MOVES",
+    "NO_KNOB",
     "STOP_TIERS",
     "Context",
     "Move",
     "Proposal",
     "recommend",
+    "untunable",
 ]
 
 FORBIDDEN = frozenset({"bcrypt_cost", "tls", "acl", "throttle", "redis", "ports"})
@@ -85,7 +88,7 @@ class Proposal:
     def diff(self) -> str:
         """``knob: before -> after`` for each knob changed."""
         return ", ".join(
-            f"{k}: {_show(self.before.get(k))} -> {_show(v)}" for k, v in self.changes.items()
+            f"{k}: {_show(k, self.before.get(k))} -> {_show(k, v)}" for k, v in self.changes.items()
         )
 
     @property
@@ -93,7 +96,9 @@ class Proposal:
         return f"{self.move.name} ({self.diff})"
 
 
-def _show(value: Any) -> str:
+def _show(knob: str, value: Any) -> str:
+    if knob == "redis_url":
+        return "own Redis" if not value else str(redact_redis_url(str(value)))
     if value is None:
         return "default"
     if isinstance(value, bool):
@@ -126,6 +131,13 @@ def _proxy_connections(ctx: Context, tier: str) -> dict[str, Any] | None:
     if current >= DEFAULT_PROXY_CONNECTIONS:
         return None
     return {"proxy_connections": DEFAULT_PROXY_CONNECTIONS}
+
+
+def _own_redis(ctx: Context, tier: str) -> dict[str, Any] | None:
+    # placement, not on/off: a stack without Redis stays without (FORBIDDEN "redis")
+    if not ctx.settings.get("redis_url"):
+        return None
+    return {"redis_url": None}
 
 
 def _proxy_workers(ctx: Context, tier: str) -> dict[str, Any] | None:
@@ -167,7 +179,25 @@ MOVES: tuple[Move, ...] = (
         "fewer nginx workers than CPUs",
         _proxy_workers,
     ),
+    Move(
+        "own Redis",
+        ("redis",),
+        "the stack used a Redis it shares with others (the field report's staging service on "
+        "the production Redis); its own redis-server serves only the registry and the token "
+        "service",
+        _own_redis,
+    ),
 )
+
+NO_KNOB = {
+    "redis": "Redis is the limit and already the stack's own: tune has no knob for it (find "
+    "the slow command with SLOWLOG GET; give Redis a CPU of its own)",
+    "registry": "the registry is the limit: tune has no knob for it (more CPUs for it, or more "
+    "registry replicas behind the proxy)",
+    "storage": "the registry's storage is the limit: tune has no knob for it (faster disks or "
+    "object store, or the blob-descriptor cache)",
+}
+"""Verdicts no move answers on this stack: what tune says instead of a change."""
 
 
 def _finding_tiers(diagnosis: Mapping[str, Any]) -> list[str]:
@@ -186,6 +216,15 @@ def _for(tier: str) -> list[Move]:
     the cache for hashing workers, more or non-blocking workers for full ones."""
     found = [m for m in MOVES if tier in m.answers]
     return sorted(found, key=lambda m: m.answers.index(tier))
+
+
+def untunable(ctx: Context) -> str | None:
+    """Why tune cannot answer the verdict at all (no move applies to this stack, tried or
+    not), or None when it can, or could."""
+    tier = str((ctx.diagnosis.get("verdict") or {}).get("tier", ""))
+    if any(move.propose(ctx, tier) for move in _for(tier)):
+        return None
+    return NO_KNOB.get(tier)
 
 
 def recommend(ctx: Context, tried: Sequence[Proposal] = ()) -> Proposal | None:

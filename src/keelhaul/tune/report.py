@@ -16,6 +16,7 @@ from keelhaul.errors import TuneError
 from keelhaul.report.jsondoc import clean, dumps
 from keelhaul.report.page import bullets, page, table
 from keelhaul.stack.reconfigure import LIVE_KNOBS
+from keelhaul.stack.redisurl import parse_external_redis, redact_redis_url
 from keelhaul.tune.journey import Measurement, Step
 from keelhaul.tune.session import Journey
 
@@ -95,11 +96,24 @@ def before_after(journey: Journey) -> str:
     return f"before/after: {show(first)} -> {show(best)}"
 
 
+def _shown(name: str, value: Any) -> Any:
+    """An external Redis' URL without its password (which never goes into a report)."""
+    if name == "redis_url" and value:
+        return parse_external_redis(str(value)).url(password=False)
+    return value
+
+
+def _has_password(settings: Mapping[str, Any]) -> bool:
+    url = settings.get("redis_url")
+    return bool(url) and parse_external_redis(str(url)).password is not None
+
+
 def stack_flags(settings: Mapping[str, Any]) -> list[str]:
-    """The live knobs as ``keelhaul stack up`` options (defaults left out)."""
+    """The live knobs as ``keelhaul stack up`` options (defaults left out; an external
+    Redis' password too: give it with the URL)."""
     flags = []
     for name, knob in LIVE_KNOBS.items():
-        value = settings.get(name)
+        value = _shown(name, settings.get(name))
         if value is None:
             continue
         if isinstance(value, bool):
@@ -109,22 +123,39 @@ def stack_flags(settings: Mapping[str, Any]) -> list[str]:
     return flags
 
 
-def tuned_env(settings: Mapping[str, Any]) -> str:
-    """``KEELHAUL_STACK_*`` lines: ``set -a; . tuned.env`` before ``stack up`` or ``render``."""
+def tuned_env(settings: Mapping[str, Any], initial: Mapping[str, Any] | None = None) -> str:
+    """``KEELHAUL_STACK_*`` lines: ``set -a; . tuned.env`` before ``stack up`` or ``render``.
+
+    A knob the journey took back to its default is written empty when that unsets
+    something (an external Redis left for the stack's own: ``KEELHAUL_STACK_REDIS_URL=``,
+    so that a stale variable in the environment cannot bring it back)."""
     lines = ["# keelhaul tune: the tuned stack knobs (KEELHAUL_STACK_* settings)"]
     for name in LIVE_KNOBS:
-        value = settings.get(name)
+        value = _shown(name, settings.get(name))
         if value is None:
+            if name == "redis_url" and (initial or {}).get(name):
+                lines.append("# redis_url: the stack's own Redis (the external one was left)")
+                lines.append(f"KEELHAUL_STACK_{name.upper()}=")
             continue
+        if name == "redis_url" and _has_password(settings):
+            lines.append("# redis_url: its password is left out here; add it (redis://:PW@...)")
         shown = ("true" if value else "false") if isinstance(value, bool) else str(value)
         lines.append(f"KEELHAUL_STACK_{name.upper()}={shown}")
     return "\n".join(lines) + "\n"
 
 
+def _public(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs for a report: an external Redis' password as ``***``."""
+    out = dict(settings)
+    if out.get("redis_url"):
+        out["redis_url"] = redact_redis_url(str(out["redis_url"]))
+    return out
+
+
 def _step_doc(step: Step, root: Path) -> dict[str, Any]:
     doc = asdict(step)
     doc["verdict"] = dict(step.verdict)
-    doc["settings"] = dict(step.settings)
+    doc["settings"] = _public(step.settings)
     if step.report_dir:
         doc["report_dir"] = os.path.relpath(step.report_dir, root)
     return doc
@@ -140,8 +171,8 @@ def build_document(journey: Journey, root: Path) -> dict[str, Any]:
         "threshold": journey.threshold,
         "seconds": journey.seconds,
         "stopped": journey.stopped,
-        "initial_settings": journey.initial_settings,
-        "final_settings": journey.final_settings,
+        "initial_settings": _public(journey.initial_settings),
+        "final_settings": _public(journey.final_settings),
         "stack_up_flags": stack_flags(journey.final_settings),
         "recommendation": journey.recommendation,
         "steps": [_step_doc(s, root) for s in journey.steps],
@@ -238,5 +269,6 @@ def write_reports(journey: Journey, out_dir: Path) -> dict[str, Path]:
     write_text(paths["html"], render_html(doc), error=TuneError)
     if not journey.remote:
         paths["env"] = out_dir / "tuned.env"
-        write_text(paths["env"], tuned_env(journey.final_settings), error=TuneError)
+        text = tuned_env(journey.final_settings, journey.initial_settings)
+        write_text(paths["env"], text, error=TuneError)
     return paths

@@ -24,7 +24,7 @@ from keelhaul.tune.journey import (
     threshold,
 )
 from keelhaul.tune.measure import LoadShape, StepReports, evidence, run_step
-from keelhaul.tune.moves import MOVES, STOP_TIERS, Context, Proposal, recommend
+from keelhaul.tune.moves import MOVES, STOP_TIERS, Context, Proposal, recommend, untunable
 
 __all__ = ["Journey", "TuneRequest", "tune_local", "tune_remote"]
 
@@ -130,11 +130,12 @@ class _Tuner:
             ctx = Context(settings=self.settings, cores=self.cores, diagnosis=current.diagnosis)
             proposal = recommend(ctx, self.tried)
             if proposal is None:
-                journey.stopped = (
-                    "the host's CPUs are the limit: each tier that could use more has it"
-                    if _host_limited(current.diagnosis)
-                    else "no remaining recommendation helps"
-                )
+                if _host_limited(current.diagnosis):
+                    journey.stopped = (
+                        "the host's CPUs are the limit: each tier that could use more has it"
+                    )
+                else:
+                    journey.stopped = untunable(ctx) or "no remaining recommendation helps"
                 break
             if changes >= self.req.budget:
                 journey.stopped = f"budget spent ({self.req.budget} changes)"

@@ -65,6 +65,7 @@ class DoctorRequest:
     ca_cert: str | None = None
     probe: bool = True
     stack_redis: str | None = None
+    stack_redis_external: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -95,6 +96,7 @@ def request_for_stack(directory: Path, *, probe: bool = True) -> DoctorRequest:
         ca_cert=state.ca_cert,
         probe=probe,
         stack_redis=state.redis_url,
+        stack_redis_external=state.external_redis,
         notes=notes,
     )
 
@@ -208,6 +210,7 @@ def collect(request: DoctorRequest, *, now: datetime | None = None) -> Snapshot:
         auths=auths,
         nginx=proxies,
         stack_redis=parse_redis_url(request.stack_redis) if request.stack_redis else None,
+        stack_redis_external=request.stack_redis_external,
         cpus=request.cpus,
         cpus_source=request.cpus_source,
         realm_probes=probes,

@@ -179,7 +179,9 @@ class Snapshot:
     auths: tuple[AuthView, ...] = ()
     nginx: tuple[NginxView, ...] = ()
     stack_redis: RedisRef | None = None
-    """The local stack's own Redis (from ``stack.json``): the reference for every tier."""
+    """The local stack's Redis (from ``stack.json``): the reference for every tier."""
+    stack_redis_external: bool = False
+    """That Redis is not the stack's own (``redis_url``): others may load it too."""
     cpus: int | None = None
     cpus_source: str = ""
     realm_probes: tuple[RealmProbe, ...] = ()

@@ -4,8 +4,9 @@ Where the issue leaves room, the rules decide as follows (docs/architecture.md r
 
 * **Redis**: tiers must use the same *instance* (host and port); different databases on
   one instance are expected (registry db 0, token service db 1) and only shown. The
-  reference instance is the local stack's own Redis when there is one, else the one
-  most tiers use; with a tie every tier is named.
+  reference instance is the local stack's Redis when there is one, else the one
+  most tiers use; with a tie every tier is named. A local stack on a Redis it does not
+  run (``--redis-url``) is a warning: others' commands queue with its own.
 * **Storage**: every registry config given must name the same driver and place.
 * **Clock skew**: what breaks is the token service's clock against the registry's
   (tokens are checked with 60 s of leeway), so the two offsets are compared; an offset
@@ -81,6 +82,19 @@ def redis_agreement(snap: Snapshot) -> Iterator[Finding]:
             )  # fmt: skip
 
 
+def redis_placement(snap: Snapshot) -> Iterator[Finding]:
+    if snap.stack_redis is None or not snap.stack_redis_external:
+        return
+    yield Finding(
+        "redis-external", "warning", "redis",
+        f"the stack uses a Redis it does not run ({snap.stack_redis}): whatever else uses "
+        "that instance (another environment, a slow script) delays every blob lookup and "
+        "token request (the field report's staging service on the production Redis)",
+        "give the stack its own Redis: keelhaul stack up without --redis-url (or keelhaul "
+        "tune's 'own Redis' move)",
+    )  # fmt: skip
+
+
 def storage_agreement(snap: Snapshot) -> Iterator[Finding]:
     places = Counter(r.storage for r in snap.registries)
     if len(places) < 2:
@@ -119,6 +133,7 @@ RULES: tuple[Rule, ...] = (
     keys_in_bundle,
     realm_reachable,
     redis_agreement,
+    redis_placement,
     storage_agreement,
     workers,
     credential_cache,

@@ -1,5 +1,8 @@
 """``compose.yaml``: nginx, registry, token service, Redis; one service per container. Pure.
 
+With an external Redis (``redis_url``) there is no Redis service: the registry's and the
+token service's configs name it, and its password (if any) is in their ``env_file``s.
+
 Files sit next to it as the writer lays them out (:data:`COMPOSE_FILES`); every
 container runs as non-root with a read-only root file system. Only nginx publishes a
 port; the others share an internal network (the registry also joins the outer one when
@@ -100,10 +103,10 @@ def render_compose(plan: StackPlan, deploy: DeploySettings) -> dict[str, Any]:
     cpus = str(deploy.cpus)
 
     def depends_redis() -> dict[str, Any]:  # a fresh dict each: no YAML anchors
-        return {"redis": {"condition": "service_healthy"}} if plan.settings.redis else {}
+        return {"redis": {"condition": "service_healthy"}} if plan.settings.own_redis else {}
 
     services: dict[str, Any] = {}
-    if plan.settings.redis:
+    if plan.settings.own_redis:  # an external redis_url: no service, its address in the configs
         services["redis"] = {
             "image": images.redis,
             "command": redis_argv("redis-server", plan),

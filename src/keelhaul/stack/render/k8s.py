@@ -38,11 +38,13 @@ from keelhaul.stack.render.k8s_objects import (
 )
 from keelhaul.stack.render.material import (
     AUTH_CONFIG_ENV,
+    AUTH_REDIS_PASSWORD_ENV,
     AUTH_SECRET_ENV,
     AUTH_UID,
     METRICS_DIR,
     NGINX_UID,
     REDIS_UID,
+    REGISTRY_REDIS_PASSWORD_ENV,
     REGISTRY_SECRET_ENV,
     REGISTRY_UID,
     Material,
@@ -147,6 +149,8 @@ def _registry(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
     files = plan.files
     port, debug = plan.ports["registry"], plan.ports["registry_debug"]
     env = [secret_env(REGISTRY_SECRET_ENV, SECRET_ENV, REGISTRY_SECRET_ENV)]
+    if plan.redis_password is not None:
+        env.append(secret_env(REGISTRY_REDIS_PASSWORD_ENV, SECRET_ENV, REGISTRY_REDIS_PASSWORD_ENV))
     if plan.storage.driver == "s3":
         env += [
             secret_env(f"REGISTRY_STORAGE_S3_{key}", SECRET_STORAGE, key.lower(), optional=True)
@@ -226,6 +230,11 @@ def _auth(plan: StackPlan, deploy: DeploySettings) -> list[dict[str, Any]]:
             {"name": AUTH_CONFIG_ENV, "value": files.auth_config},
             {"name": "PROMETHEUS_MULTIPROC_DIR", "value": METRICS_DIR},
             secret_env(AUTH_SECRET_ENV, SECRET_ENV, AUTH_SECRET_ENV),
+            *(
+                [secret_env(AUTH_REDIS_PASSWORD_ENV, SECRET_ENV, AUTH_REDIS_PASSWORD_ENV)]
+                if plan.redis_password is not None
+                else []
+            ),
         ],
         "volumeMounts": [
             {"name": "config", "mountPath": dir_of(files.auth_config), "readOnly": True},
@@ -342,7 +351,7 @@ def _network_policies(plan: StackPlan, deploy: DeploySettings) -> list[dict[str,
             [(["nginx"], [ports["registry"]]), ([], [ports["registry_debug"]])],
         ),
     ]
-    if plan.settings.redis:
+    if plan.settings.own_redis:
         docs.append(
             policy("redis-clients", deploy, "redis", [(["registry", "auth"], [ports["redis"]])])
         )
@@ -375,7 +384,7 @@ def render_manifests(
     rendered = {
         "secrets.yaml": _secrets(plan, deploy, material),
         "configmaps.yaml": _configmaps(deploy, configs),
-        "redis.yaml": _redis(plan, deploy) if plan.settings.redis else [],
+        "redis.yaml": _redis(plan, deploy) if plan.settings.own_redis else [],
         "registry.yaml": _registry(plan, deploy),
         "auth.yaml": _auth(plan, deploy),
         "nginx.yaml": _nginx(plan, deploy),

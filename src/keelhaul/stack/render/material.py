@@ -2,7 +2,9 @@
 
 Secrets stay out of the configs: the token service's ``secret`` and the registry's
 ``http.secret`` are environment variables (:data:`AUTH_SECRET_ENV`,
-:data:`REGISTRY_SECRET_ENV`) fed from a Secret (Kubernetes) or an ``env_file`` (compose).
+:data:`REGISTRY_SECRET_ENV`) fed from a Secret (Kubernetes) or an ``env_file`` (compose);
+so is an external Redis' password (:data:`AUTH_REDIS_PASSWORD_ENV`,
+:data:`REGISTRY_REDIS_PASSWORD_ENV`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from keelhaul.stack.registry import registry_yaml, render_registry_config
 
 __all__ = [
     "AUTH_CONFIG_ENV",
+    "AUTH_REDIS_PASSWORD_ENV",
     "AUTH_SECRET_ENV",
     "METRICS_DIR",
+    "REGISTRY_REDIS_PASSWORD_ENV",
     "REGISTRY_SECRET_ENV",
     "Material",
     "config_files",
@@ -26,6 +30,8 @@ __all__ = [
 AUTH_CONFIG_ENV = "KEELHAUL_AUTH_CONFIG"
 AUTH_SECRET_ENV = "KEELHAUL_AUTH_SECRET"  # noqa: S105 - a variable's name
 REGISTRY_SECRET_ENV = "REGISTRY_HTTP_SECRET"  # noqa: S105
+AUTH_REDIS_PASSWORD_ENV = "KEELHAUL_AUTH_CACHE__REDIS_PASSWORD"  # noqa: S105
+REGISTRY_REDIS_PASSWORD_ENV = "REGISTRY_REDIS_PASSWORD"  # noqa: S105
 METRICS_DIR = "/var/run/keelhaul/metrics"
 """The token service's PROMETHEUS_MULTIPROC_DIR in its container (an emptyDir/tmpfs)."""
 AUTH_UID = 10001
@@ -45,12 +51,20 @@ class Material:
     registry_secret: str = field(repr=False)
     tls_cert: str | None = None
     tls_key: str | None = field(default=None, repr=False)
+    redis_password: str | None = field(default=None, repr=False)
+    """The external Redis' (``redis_url``) password, if it has one."""
 
     def auth_env(self) -> dict[str, str]:
-        return {AUTH_SECRET_ENV: self.auth_secret}
+        env = {AUTH_SECRET_ENV: self.auth_secret}
+        if self.redis_password is not None:
+            env[AUTH_REDIS_PASSWORD_ENV] = self.redis_password
+        return env
 
     def registry_env(self) -> dict[str, str]:
-        return {REGISTRY_SECRET_ENV: self.registry_secret}
+        env = {REGISTRY_SECRET_ENV: self.registry_secret}
+        if self.redis_password is not None:
+            env[REGISTRY_REDIS_PASSWORD_ENV] = self.redis_password
+        return env
 
 
 def config_files(plan: StackPlan, material: Material) -> dict[str, str]:

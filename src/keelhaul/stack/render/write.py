@@ -85,7 +85,11 @@ def _read_env(path: Path) -> dict[str, str]:
 
 
 def _material(
-    settings: StackSettings, deploy: DeploySettings, sec: Path, keys: Path | None
+    settings: StackSettings,
+    deploy: DeploySettings,
+    sec: Path,
+    keys: Path | None,
+    redis_password: str | None = None,
 ) -> Material:
     """Reuse what ``sec`` holds; make (or take from ``keys``) what it lacks."""
     sec.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -122,7 +126,7 @@ def _material(
             )
         tls_cert, tls_key = (sec / "tls.crt").read_text(), (sec / "tls.key").read_text()
     auth_env, registry_env = _read_env(sec / "auth.env"), _read_env(sec / "registry.env")
-    return Material(
+    material = Material(
         token_key=(sec / "token.key").read_text(),
         token_cert=(sec / "token.crt").read_text(),
         htpasswd=(sec / "htpasswd").read_text(),
@@ -130,7 +134,16 @@ def _material(
         registry_secret=registry_env[REGISTRY_SECRET_ENV],
         tls_cert=tls_cert,
         tls_key=tls_key,
+        redis_password=redis_password,
     )
+    # the external Redis' password (or its absence) follows the settings of this render
+    for name, old, new in (
+        ("auth.env", auth_env, material.auth_env()),
+        ("registry.env", registry_env, material.registry_env()),
+    ):
+        if old != new:
+            write_private(sec / name, _env_file(new))
+    return material
 
 
 def _give(path: Path, uid: int, notes: list[str]) -> None:
@@ -168,7 +181,7 @@ def render_deployment(
     out = out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     sec = out / "secrets"
-    material = _material(settings, deploy, sec, keys)
+    material = _material(settings, deploy, sec, keys, plan.redis_password)
     configs = config_files(plan, material)
     written: list[Path] = []
     notes: list[str] = []
