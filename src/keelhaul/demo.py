@@ -1,12 +1,15 @@
 """``make demo``: the field report's journey, retold on this machine in a few minutes.
 
 Starts a private stack in the shape the field report's team started from: one nginx worker
-with few connections, two blocking (sync) token-service workers, no credential cache and
-bcrypt cost 12. It checks the stack with real clients (skopeo pushes as ``admin``, pulls as
-``reader``, ``reader`` may not push), then runs ``keelhaul tune`` on it: the same load every
-step, a diagnosis of each run, the knob the verdict names changed and kept only if the stack
-got measurably faster. The journey is printed step by step, then the before/after line and
-the HTML report's path (``.keelhaul/demo/tune/journey.html``). The stack is always stopped.
+with few connections, two blocking (sync) token-service workers, no credential cache,
+bcrypt cost 12, and (their staging service on the production Redis) a Redis shared with
+another workload that keeps it busy: a second redis-server on loopback, blocked by a
+neighbour thread with ``DEBUG SLEEP`` most of the time. It checks the stack with real
+clients (skopeo pushes as ``admin``, pulls as ``reader``, ``reader`` may not push), then
+runs ``keelhaul tune`` on it: the same load every step, a diagnosis of each run, the knob
+the verdict names changed and kept only if the stack got measurably faster. The journey is
+printed step by step, then the before/after line and the HTML report's path
+(``.keelhaul/demo/tune/journey.html``). The stack and the shared Redis are always stopped.
 Passwords never appear on a command line or in the output.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -22,11 +26,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import redis
+
 from keelhaul.client import write_image
-from keelhaul.errors import KeelhaulError, RegistryClientError, TuneError
+from keelhaul.errors import ComponentError, KeelhaulError, RegistryClientError, TuneError
+from keelhaul.netutil import free_port
 from keelhaul.stack import Stack, StackState
 from keelhaul.stack.settings import StackSettings
 from keelhaul.stack.stack import resolve_binary
@@ -54,8 +61,69 @@ except the bcrypt cost: a slow hash is answered by the cache, never by a weaker 
 STORY = (
     "the field report's starting point: nginx with 1 worker and 48 connections, 2 sync "
     "token-service workers, no credential cache, bcrypt cost 12",
+    "and, like their staging service, it uses a 'production' Redis that another workload "
+    "keeps busy (a second redis-server here, blocked about 80 % of the time)",
     "they blamed the Python code; let keelhaul measure, diagnose and change one knob at a time",
 )
+
+NEIGHBOUR_BUSY = 0.04
+NEIGHBOUR_IDLE = 0.01
+"""The other workload on the shared Redis: ``DEBUG SLEEP`` 40 ms, then 10 ms of quiet. It
+blocks Redis' one thread as a long script or an O(N) command would, without burning a CPU
+of the 2 that the stack and the load generator share."""
+
+
+@contextlib.contextmanager
+def _shared_redis(workdir: Path, say: Callable[[str], None]) -> Iterator[str]:
+    """A redis-server on a free loopback port and a thread keeping it busy; both stopped
+    (the server by pid) when the block ends. Yields the URL the stack is pointed at."""
+    binary = resolve_binary("redis-server", "redis-server", os.environ.get("PATH"))
+    port = free_port()
+    directory = workdir / "production-redis"
+    directory.mkdir()
+    argv = [
+        binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        "--dir", str(directory), "--enable-debug-command", "local",
+    ]  # fmt: skip
+    log = (directory / "redis.log").open("wb")
+    server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    stop = threading.Event()
+    neighbour: threading.Thread | None = None
+    try:
+        client = redis.Redis(port=port, socket_timeout=5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise ComponentError(
+                        "redis", f"the shared Redis did not start on port {port}"
+                    ) from None
+                time.sleep(0.05)
+
+        def busy() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(redis.RedisError):
+                    client.execute_command("DEBUG", "SLEEP", f"{NEIGHBOUR_BUSY:g}")
+                stop.wait(NEIGHBOUR_IDLE)
+
+        neighbour = threading.Thread(target=busy, name="demo-neighbour", daemon=True)
+        neighbour.start()
+        say(f"shared 'production' Redis on 127.0.0.1:{port}, kept busy by another workload")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop.set()
+        if neighbour is not None:
+            neighbour.join(timeout=5)
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
 
 
 class _Skopeo:
@@ -113,10 +181,17 @@ def _journey(stack_dir: Path, seconds: float, say: Callable[[str], None]) -> Non
 
 def _run(workdir: Path, say: Callable[[str], None], seconds: float) -> None:
     skopeo_bin = resolve_binary("skopeo", "skopeo", os.environ.get("PATH"))
-    stack = Stack(workdir / "stack", FIELD_REPORT_SHAPE)
+    for line in STORY:
+        say(line)
+    with _shared_redis(workdir, say) as shared:
+        shape = FIELD_REPORT_SHAPE.model_copy(update={"redis_url": shared})
+        _on_stack(Stack(workdir / "stack", shape), skopeo_bin, workdir, say, seconds)
+
+
+def _on_stack(
+    stack: Stack, skopeo_bin: str, workdir: Path, say: Callable[[str], None], seconds: float
+) -> None:
     try:
-        for line in STORY:
-            say(line)
         state = stack.up(progress=lambda msg: say(f"  {msg}"))
         say(f"registry {state.registry}  token service {state.token_url}")
         skopeo = _Skopeo(skopeo_bin, workdir, state)

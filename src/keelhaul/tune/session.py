@@ -43,6 +43,10 @@ class TuneRequest:
     stdin: str | None = None
 
 
+FAILING_STACK = 0.5
+"""A baseline failing at least this share of its flows gives no usable noise figure."""
+
+
 @dataclass
 class Journey:
     goal: Goal
@@ -109,6 +113,11 @@ class _Tuner:
         self.cores = available_cores()
         self.journey = Journey(goal=req.goal, remote=False, initial_settings=dict(settings))
         self.tried: list[Proposal] = []
+        """Changes tried since the last kept one: not proposed again until the stack changes
+        (a change reverted while another tier limited may help once that limit is gone)."""
+        self.noise_from_failing = False
+        """The noise was measured on a stack failing most of its flows (a few successful flows
+        per second swing by tens of percent): measured again once a change has fixed that."""
 
     def measure(self, label: str) -> tuple[StepReports, Measurement]:
         index = len(self.journey.steps)
@@ -141,7 +150,12 @@ class _Tuner:
                 journey.stopped = f"budget spent ({self.req.budget} changes)"
                 break
             changes += 1
-            self.say(f"[change {changes}] {proposal.tier}: trying {proposal.text}")
+            again = (
+                " again: reverted earlier, the stack has changed since"
+                if any(_same(proposal, s) for s in self.journey.steps)
+                else ""
+            )
+            self.say(f"[change {changes}] {proposal.tier}: trying {proposal.text}{again}")
             reference, current = self.attempt(proposal, reference, current)
         last = journey.steps[-1]
         journey.steps.append(
@@ -166,13 +180,36 @@ class _Tuner:
             )  # fmt: skip
             self.say(f"  {_describe(m)}; verdict: {_verdict(reports)['label']}")
         (_, first), (current, second) = runs
+        self._set_noise(first, second)
+        return _mean(first, second), current
+
+    def _set_noise(self, first: Measurement, second: Measurement) -> None:
         self.journey.noise = noise(first, second)
         self.journey.threshold = threshold(self.journey.noise)
+        self.noise_from_failing = min(first.fail_ratio, second.fail_ratio) >= FAILING_STACK
+        failing = (
+            f" (measured while {100 * min(first.fail_ratio, second.fail_ratio):.0f}% of flows "
+            "failed: measured again once a change fixes that)"
+            if self.noise_from_failing
+            else ""
+        )
         self.say(
             f"  run-to-run noise {100 * self.journey.noise:.1f}%: a change must win by more "
-            f"than {100 * self.journey.threshold:.0f}% to be kept"
+            f"than {100 * self.journey.threshold:.0f}% to be kept{failing}"
         )
-        return _mean(first, second), current
+
+    def remeasure_noise(self, kept: Measurement, label: str) -> tuple[Measurement, StepReports]:
+        """The kept stack once more: the noise of a stack that answers replaces the noise of
+        one that failed most of its flows."""
+        reports, again = self.measure(f"{label} again")
+        self.journey.steps.append(
+            Step(len(self.journey.steps), f"{label} again", _verdict(reports), again,
+                 "baseline", reason="run-to-run noise measured again",
+                 report_dir=str(reports.directory), settings=dict(self.settings))
+        )  # fmt: skip
+        self.say(f"  {_describe(again)}; verdict: {_verdict(reports)['label']}")
+        self._set_noise(kept, again)
+        return _mean(kept, again), reports
 
     def attempt(
         self, proposal: Proposal, reference: Measurement, current: StepReports
@@ -192,16 +229,19 @@ class _Tuner:
             self.settings.update(proposal.changes)
             outcome = "kept"
             reference, current = m, reports
+            self.tried.clear()
         else:
             _restore(self.stack, proposal, self.say)
             outcome = "reverted"
-        self.tried.append(proposal)
+            self.tried.append(proposal)
         self.journey.steps.append(
             Step(len(self.journey.steps), proposal.move.name, _verdict(reports), m, outcome,
                  change=proposal.diff, why=proposal.move.why, gain=g, reason=reason,
                  report_dir=str(reports.directory), settings=dict(self.settings))
         )  # fmt: skip
         self.say(f"  {_describe(m)}: {outcome} ({reason})")
+        if keep and self.noise_from_failing and m.fail_ratio < FAILING_STACK:
+            reference, current = self.remeasure_noise(m, proposal.move.name)
         self.say(f"  journey so far: {self._so_far()}")
         return reference, current
 
@@ -216,6 +256,11 @@ class _Tuner:
 def _restore(stack: Stack, proposal: Proposal, say: Say) -> None:
     say(f"  reverting {proposal.move.name}")
     stack.reconfigure(proposal.before, progress=lambda m: say(f"  {m}"))
+
+
+def _same(proposal: Proposal, step: Step) -> bool:
+    """``step`` tried (and reverted) the change ``proposal`` makes."""
+    return step.outcome == "reverted" and step.change == proposal.diff
 
 
 def _mean(a: Measurement, b: Measurement) -> Measurement:
