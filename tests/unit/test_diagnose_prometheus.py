@@ -446,30 +446,93 @@ def test_scrape_jitter_on_a_busy_host_is_not_a_queue() -> None:
     assert decide(s).tier != "token_workers"
 
 
-def test_processes_found_runnable_estimate_the_run_queue_wait() -> None:
-    """process-exporter's ``states{state="Running"}``: four workers always runnable on a
-    host where they got 0.3 CPU wanted four CPUs (the local source's schedstat view)."""
+def _with_states(running: float, threads_per_proc: float) -> Any:
+    """The recorded run, with process-exporter's ``states{state="Running"}`` and
+    ``num_threads`` added to the token service's CPU series."""
     rec = recorded()
     times = steps_of(rec)
+    procs = next(
+        m for m in rec["results"]["cpu/auth"]
+        if m["metric"]["__name__"] == "namedprocess_namegroup_num_procs"
+    )  # fmt: skip
     results: dict[Query, list[Any]] = {}
     for q in queries(LOCAL):
         results[q] = list(rec["results"][f"{q.kind}/{q.tier}"])
         if (q.tier, q.kind) == ("auth", "cpu"):
-            results[q].append(
+            group = {"groupname": "auth"}
+            results[q] += [
                 {
-                    "metric": {
-                        "__name__": "namedprocess_namegroup_states",
-                        "groupname": "auth",
-                        "state": "Running",
-                    },
-                    "values": [[t, "4"] for t in times],
-                }
-            )
+                    "metric": {"__name__": "namedprocess_namegroup_states", **group,
+                               "state": "Running"},
+                    "values": [[t, str(running)] for t in times],
+                },
+                {
+                    "metric": {"__name__": "namedprocess_namegroup_num_threads", **group},
+                    "values": [[t, str(float(v) * threads_per_proc)] for t, v in procs["values"]],
+                },
+            ]  # fmt: skip
     collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
-    auth = derive(collection).tiers["auth"]
+    return collection
+
+
+def test_single_threaded_processes_found_runnable_estimate_the_run_queue_wait() -> None:
+    """Four single-threaded workers always runnable on a host where they got 0.3 CPU:
+    they wanted four CPUs (the local source's schedstat view)."""
+    auth = derive(_with_states(4, threads_per_proc=1)).tiers["auth"]
     assert auth.runq_seen
     assert auth.demand == pytest.approx(4.0)
     assert auth.runq == pytest.approx(4.0 - auth.cpu)
+
+
+def test_multi_threaded_processes_found_runnable_estimate_nothing() -> None:
+    auth = derive(_with_states(4, threads_per_proc=2)).tiers["auth"]
+    assert not auth.runq_seen
+    assert auth.demand == auth.cpu
+
+
+THREADS = Path(__file__).parent / "data" / "process-exporter-threads.json"
+
+
+def test_process_exporters_states_count_a_threaded_process_main_thread_twice() -> None:
+    """Recorded from Debian's prometheus-process-exporter 0.7.10 (``-threads`` on, its
+    default) scraped once a second: two Python processes of two threads each, one thread
+    of each spinning on a CPU, the other asleep. ``main-busy`` spins in its main thread,
+    ``worker-busy`` in its second thread. Both wanted one CPU; the states say two
+    Running for the first (its main thread counted as the process and as a thread) and
+    three states for two threads in each: the count cannot say what either wanted, so
+    neither tier is given a run-queue estimate from it."""
+    rec = json.loads(THREADS.read_text())
+    values = {
+        (m["metric"]["groupname"], m["metric"]["__name__"], m["metric"].get("state")): [
+            float(v) for _, v in m["values"]
+        ]
+        for m in rec["results"]
+    }
+    states = "namedprocess_namegroup_states"
+    assert set(values["main-busy", states, "Running"]) == {2.0}
+    assert set(values["worker-busy", states, "Running"]) == {1.0}
+    for group in ("main-busy", "worker-busy"):
+        threads = values[group, "namedprocess_namegroup_num_threads", None]
+        total = [r + z for r, z in zip(values[group, states, "Running"],
+                                       values[group, states, "Sleeping"], strict=True)]  # fmt: skip
+        assert all(t == n + 1 for t, n in zip(total, threads, strict=True))
+
+    tiers = {"main-busy": "auth", "worker-busy": "registry"}
+    times = [float(rec["start"] + i * rec["step"]) for i in range(len(rec["results"][0]["values"]))]
+    results: dict[Query, list[Any]] = {q: [] for q in queries(LOCAL)}
+    for q in results:
+        if q.kind != "cpu":
+            continue
+        for m in rec["results"]:
+            if tiers[m["metric"]["groupname"]] == q.tier:
+                results[q].append({**m, "metric": {**m["metric"], "groupname": q.tier}})
+    collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
+    derived = derive(type(collection)(collection.ticks, {"cores": 2}))
+    for tier in tiers.values():
+        assert collection.ticks[-1].gauge("procs", f"procs.{tier}") == 1.0
+        cpu = derived.tiers[tier]
+        assert not cpu.runq_seen, tier
+        assert cpu.demand == cpu.cpu > 0
 
 
 def test_a_wait_for_a_cpu_taken_by_others_is_not_a_worker_shortage() -> None:
