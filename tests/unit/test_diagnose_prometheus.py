@@ -520,12 +520,12 @@ def test_process_exporters_states_count_a_threaded_process_main_thread_twice() -
     tiers = {"main-busy": "auth", "worker-busy": "registry"}
     times = [float(rec["start"] + i * rec["step"]) for i in range(len(rec["results"][0]["values"]))]
     results: dict[Query, list[Any]] = {q: [] for q in queries(LOCAL)}
-    for q in results:
+    for q, matrix in results.items():
         if q.kind != "cpu":
             continue
         for m in rec["results"]:
             if tiers[m["metric"]["groupname"]] == q.tier:
-                results[q].append({**m, "metric": {**m["metric"], "groupname": q.tier}})
+                matrix.append({**m, "metric": {**m["metric"], "groupname": q.tier}})
     collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
     derived = derive(type(collection)(collection.ticks, {"cores": 2}))
     for tier in tiers.values():
