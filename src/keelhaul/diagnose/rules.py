@@ -480,7 +480,8 @@ def registry_rules(s: Signals) -> list[Finding]:
         )
     cpu = _cpu_text("the registry", t, s.cores)
     if _throttled(t):  # the quota limits it (quota_finding takes this as its evidence)
-        out.append(Finding("registry", 0.5, "the registry is held back", (cpu, *ev)))
+        if ev:
+            out.append(Finding("registry", 0.5, "the registry is held back", tuple(ev)))
     elif t.demand >= CPU_BOUND * s.cores:
         starved = t.waiting_share >= STARVED
         out.append(
