@@ -233,12 +233,13 @@ def _series(name: str, labels: Mapping[str, str], values: Sequence[float]) -> di
 
 
 def cadvisor_quota_run(
-    throttled_per_step: float, directory: Path
+    throttled_per_step: float, directory: Path, tier: str = "registry"
 ) -> tuple[dict[Query, list[Any]], list[float]]:
-    """Eight 15 s steps of a registry pod limited to 0.5 CPU, in cAdvisor's series shape."""
+    """Eight 15 s steps of registry traffic, ``tier``'s pod limited to 0.5 CPU, in
+    cAdvisor's series shape."""
     k8s = rendered_k8s_mapping(directory)
     n = 8
-    pod = {"namespace": "keelhaul", "pod": "registry-7d9f-x2", "container": "registry"}
+    pod = {"namespace": "keelhaul", "pod": f"{tier}-7d9f-x2", "container": tier}
 
     def rising(per_step: float) -> list[float]:
         return [i * per_step for i in range(n)]
@@ -250,7 +251,7 @@ def cadvisor_quota_run(
         _series("container_spec_cpu_quota", pod, [50000] * n),
         _series("container_spec_cpu_period", pod, [100000] * n),
     ]
-    app = {"namespace": "keelhaul", "app_kubernetes_io_name": "registry", "pod": pod["pod"]}
+    app = {"namespace": "keelhaul", "app_kubernetes_io_name": "registry", "pod": "registry-1"}
     handler = {**app, "handler": "manifest", "method": "GET"}
     metrics = [
         _series("registry_http_requests_total", {**app, "code": "200"}, rising(600)),
@@ -267,7 +268,7 @@ def cadvisor_quota_run(
         )
     results: dict[Query, list[Any]] = {}
     for q in queries(k8s):
-        results[q] = cpu if (q.tier, q.kind) == ("registry", "cpu") else []
+        results[q] = cpu if (q.tier, q.kind) == (tier, "cpu") else []
         if (q.tier, q.kind) == ("registry", "metrics"):
             results[q] = metrics
     return results, [float(i * 15) for i in range(n)]
@@ -293,6 +294,29 @@ def test_a_registry_throttled_by_its_cpu_quota_is_named_through_cadvisor(tmp_pat
     assert "throttled in 80% of CPU periods (limit 0.50 CPUs)" in verdict.evidence[0]
     assert verdict.confidence == "medium"  # 15 s data: never high
     assert any("data every 15 s" in c for c in verdict.caveats)
+
+
+@pytest.mark.parametrize(
+    ("tier", "verdict_tier", "name"),
+    [("nginx", "proxy", "nginx"), ("auth", "token_cpu", "the token service"),
+     ("redis", "redis", "Redis")],
+)  # fmt: skip
+def test_any_tier_throttled_by_its_cpu_quota_is_named_through_cadvisor(
+    tmp_path: Path, tier: str, verdict_tier: str, name: str
+) -> None:
+    results, times = cadvisor_quota_run(throttled_per_step=120, directory=tmp_path, tier=tier)
+    collection, _ = build_collection(results, times, cpu_source="cadvisor", meta={})
+    meta = {"cores": 8, "source": SourceInfo(kind="prometheus", resolution_s=15.0).as_dict()}
+    s = derive(type(collection)(collection.ticks, meta))
+    assert s.tiers[tier].throttled_share == pytest.approx(0.8)
+    assert s.tiers[tier].cpu_limit == pytest.approx(0.5)
+    verdict = decide(s)
+    assert verdict.tier == verdict_tier, verdict.text()
+    assert verdict.title == f"{name} is starved of CPU by its cgroup quota"
+    assert "throttled in 80% of CPU periods (limit 0.50 CPUs)" in verdict.evidence[0]
+    unthrottled, _ = cadvisor_quota_run(throttled_per_step=0, directory=tmp_path, tier=tier)
+    plain, _ = build_collection(unthrottled, times, cpu_source="cadvisor", meta={})
+    assert decide(derive(type(plain)(plain.ticks, meta))).tier != verdict_tier
 
 
 def test_without_throttling_the_same_registry_is_not_called_starved(tmp_path: Path) -> None:
