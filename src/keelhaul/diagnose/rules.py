@@ -7,9 +7,11 @@ scores is in :mod:`keelhaul.diagnose.verdict`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
+from keelhaul.diagnose.findings import LABELS, Finding, HotSpot
+from keelhaul.diagnose.findings import pct as _pct
+from keelhaul.diagnose.quota import quota_finding, throttled
 from keelhaul.diagnose.signals import Signals, TierCpu
 
 __all__ = [
@@ -19,11 +21,9 @@ __all__ = [
     "HotSpot",
     "generator_rule",
     "proxy_rule",
-    "quota_rules",
     "redis_rule",
     "registry_rules",
     "token_rules",
-    "under_quota",
 ]
 
 SATURATED = 0.5
@@ -46,8 +46,6 @@ REDIS_PING_MS = 10.0
 """Median PING round trip; loopback Redis answers in well under a millisecond."""
 STORAGE_SHARE = 0.5
 """Storage-driver time as a share of the registry handlers' time."""
-THROTTLED = 0.2
-"""Share of a cgroup's CPU periods in which its quota throttled it."""
 STARVED = 0.6
 """Share of a CPU-bound tier's demand spent waiting: starved by others, not busy itself."""
 REGISTRY_SLOW_S = 0.05
@@ -59,157 +57,12 @@ WORKER_WAIT_S = 0.010
 OTHER_CORES = 0.5
 """CPUs used by processes outside the stack that are worth a caveat."""
 
-LABELS = {
-    "redis": "Redis",
-    "storage": "storage",
-    "proxy": "proxy (nginx)",
-    "token_workers": "token-service workers",
-    "token_cpu": "token-service CPU",
-    "registry": "registry",
-    "load_generator": "load generator",
-    "none": "no server-side bottleneck",
-    "no_traffic": "no traffic",
-}
-
-
-@dataclass(frozen=True)
-class HotSpot:
-    """What the call graph says (:mod:`keelhaul.diagnose.callgraph`), if it was recorded."""
-
-    function: str
-    share: float
-    path: tuple[str, ...]
-    samples: int
-
-
-@dataclass(frozen=True)
-class Finding:
-    tier: str
-    score: float
-    title: str
-    evidence: tuple[str, ...]
-    next_steps: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "tier": self.tier,
-            "label": LABELS.get(self.tier, self.tier),
-            "score": round(self.score, 3),
-            "title": self.title,
-            "evidence": list(self.evidence),
-            "next_steps": list(self.next_steps),
-        }
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
 
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     ms = seconds * 1000
     return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
-
-
-@dataclass(frozen=True)
-class QuotaTier:
-    """How a tier under a CPU quota is named, and what to do about it."""
-
-    verdict: str
-    """The verdict tier it counts against (:data:`LABELS`)."""
-    name: str
-    advice: tuple[str, ...]
-
-
-QUOTA_TIERS = {
-    "nginx": QuotaTier(
-        "proxy",
-        "nginx",
-        (
-            "raise nginx's CPU limit (or remove it), and keep worker_processes no higher "
-            "than the CPUs the limit allows",
-            "add nginx replicas",
-        ),
-    ),
-    "auth": QuotaTier(
-        "token_cpu",
-        "the token service",
-        (
-            "raise the token service's CPU limit (or remove it): more workers cannot help "
-            "past the quota",
-            "add token-service replicas",
-        ),
-    ),
-    "registry": QuotaTier(
-        "registry",
-        "the registry",
-        ("raise the registry's CPU limit (or remove it)", "add registry replicas"),
-    ),
-    "redis": QuotaTier(
-        "redis",
-        "Redis",
-        (
-            "raise Redis' CPU limit to at least one CPU (it runs commands on one thread) "
-            "or remove it",
-            "give the registry's cache and the credential cache their own instances",
-        ),
-    ),
-    "generator": QuotaTier(
-        "load_generator",
-        "the load generator",
-        (
-            "raise the load generator's CPU limit (or remove it)",
-            "or generate the load from another machine or more pods",
-        ),
-    ),
-}
-"""Every tier whose cgroup quota the sources read (``throttled_share``, ``cpu_limit``):
-the local sampler from each leader's cgroup, Prometheus from cAdvisor's series."""
-
-
-def _throttled(t: TierCpu | None) -> bool:
-    return t is not None and t.throttled_share is not None and t.throttled_share >= THROTTLED
-
-
-def _throttle_text(name: str, t: TierCpu) -> str:
-    owner = f"{name}'" if name.endswith("s") else f"{name}'s"
-    limit = f" (limit {t.cpu_limit:.2f} CPUs)" if t.cpu_limit is not None else ""
-    pods = f" across {t.replicas:.0f} pods" if t.replicas is not None and t.replicas > 1 else ""
-    return (
-        f"{owner} cgroup was throttled in {_pct(t.throttled_share or 0)} of CPU periods"
-        f"{limit}; it used {t.cpu:.2f} CPUs{pods}"
-    )
-
-
-def quota_finding(s: Signals, tier: str) -> Finding | None:
-    """A tier throttled by its CPU quota in >= THROTTLED of its CFS periods: whatever its
-    other signals say (busy workers, a queue, slow handlers), the quota is what limits it."""
-    t, q = s.tier(tier), QUOTA_TIERS.get(tier)
-    if q is None or t is None or not _throttled(t):
-        return None
-    title = f"{q.name} is starved of CPU by its cgroup quota"
-    if tier == "generator":  # not a server: it wins only when no server is saturated
-        return Finding(q.verdict, 0.9, f"{title}: it cannot offer more load", (), q.advice)
-    return Finding(q.verdict, 1.0, title, (_throttle_text(q.name, t),), q.advice)
-
-
-def quota_rules(s: Signals) -> list[Finding]:
-    """:func:`quota_finding` for every server tier (the generator's is in its own rule)."""
-    return [f for tier in QUOTA_TIERS if tier != "generator" if (f := quota_finding(s, tier))]
-
-
-def under_quota(findings: list[Finding], quotas: list[Finding]) -> list[Finding]:
-    """Each quota finding takes the place of its tier's other findings (busy workers, a
-    queue, slow handlers are what a quota does) and keeps their evidence after its own."""
-    out = list(findings)
-    for q in quotas:
-        family = ("token_workers", "token_cpu") if q.tier == "token_cpu" else (q.tier,)
-        same = [f for f in out if f.tier in family]
-        extra = [e for f in same for e in f.evidence if e not in q.evidence]
-        out = [f for f in out if f.tier not in family]
-        out.append(replace(q, evidence=(*q.evidence, *dict.fromkeys(extra))))
-    return out
 
 
 def _cpu_text(name: str, t: TierCpu, cores: int) -> str:
@@ -444,7 +297,7 @@ def _silent_registry(s: Signals, t: TierCpu) -> list[Finding]:
     metrics counting no request: a registry too starved to answer its metrics endpoint in
     time (a Prometheus scrape of it times out; the local collector's read does too). When
     its quota throttled it, :func:`quota_finding` names the cause and takes this evidence."""
-    if not s.active or not (_throttled(t) or t.demand >= CPU_BOUND * s.cores):
+    if not s.active or not (throttled(t) or t.demand >= CPU_BOUND * s.cores):
         return []
     ev = [_cpu_text("the registry", t, s.cores), "its own metrics counted no request"]
     if s.errors.get("registry"):
@@ -479,7 +332,7 @@ def registry_rules(s: Signals) -> list[Finding]:
             f"{_pct(r.scrape_error_share)} of samples"
         )
     cpu = _cpu_text("the registry", t, s.cores)
-    if _throttled(t):  # the quota limits it (quota_finding takes this as its evidence)
+    if throttled(t):  # the quota limits it (quota_finding takes this as its evidence)
         if ev:
             out.append(Finding("registry", 0.5, "the registry is held back", tuple(ev)))
     elif t.demand >= CPU_BOUND * s.cores:
@@ -527,7 +380,7 @@ def registry_rules(s: Signals) -> list[Finding]:
         and r.handler_mean
         and r.handler_mean >= 0.02
         and r.storage_per_request / r.handler_mean >= STORAGE_SHARE
-        and not _throttled(t)
+        and not throttled(t)
     ):
         actions = sorted(r.storage_actions.items(), key=lambda kv: -(kv[1][0] * (kv[1][1] or 0)))
         top = ", ".join(f"{a} {_ms(m)}" for a, (_, m) in actions[:2])
@@ -565,7 +418,7 @@ def generator_rule(s: Signals) -> Finding | None:
         ev.append(_cpu_text(f"the load generator's {g.procs:.0f} process(es)", g, s.cores))
     quota = quota_finding(s, "generator")
     if quota is not None:
-        return replace(quota, evidence=(_throttle_text("the load generator", g), *ev))
+        return replace(quota, evidence=(*quota.evidence, *ev))
     if not ev:
         return None
     return Finding(

@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from keelhaul.diagnose.quota import quota_rules, under_quota
 from keelhaul.diagnose.rules import (
     LABELS,
     OTHER_CORES,
@@ -49,11 +50,9 @@ from keelhaul.diagnose.rules import (
     HotSpot,
     generator_rule,
     proxy_rule,
-    quota_rules,
     redis_rule,
     registry_rules,
     token_rules,
-    under_quota,
 )
 from keelhaul.diagnose.signals import Signals
 from keelhaul.diagnose.sources import cap_confidence, resolution_cap
