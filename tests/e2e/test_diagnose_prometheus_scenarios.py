@@ -1,13 +1,14 @@
 """Issue #11's own scenarios: what only the Prometheus path sees, end to end.
 
-1. A tier under a CPU quota, seen through cAdvisor's throttling counters. The stack runs
-   as it would on Kubernetes as far as the diagnosis can tell: each tier's processes in a
-   cgroup of its own (a pod's cgroup with the tier's container inside, the real kernel's
-   CFS quota on the registry's), the kubelet's cAdvisor series served by
-   ``support.cadvisor_standin`` (cAdvisor itself cannot run here; the stand-in reads the
-   same real cgroups and serves cAdvisor's names, units and labels), the tiers' own
-   metrics scraped by a "cluster" Prometheus labelled as the rendered pod discovery labels
-   them, and the mapping file is the one ``keelhaul stack render --target k8s`` writes.
+1. A tier under a CPU quota, seen through cAdvisor's throttling counters: the registry,
+   then the token service. The stack runs as it would on Kubernetes as far as the
+   diagnosis can tell: each tier's processes in a cgroup of its own (a pod's cgroup with
+   the tier's container inside, the real kernel's CFS quota on the tier's), the
+   kubelet's cAdvisor series served by ``support.cadvisor_standin`` (cAdvisor itself
+   cannot run here; the stand-in reads the same real cgroups and serves cAdvisor's names,
+   units and labels), the tiers' own metrics scraped by a "cluster" Prometheus labelled
+   as the rendered pod discovery labels them, and the mapping file is the one
+   ``keelhaul stack render --target k8s`` writes.
 2. A healthy stack whose load generator is the limit: ``keelhaul load`` run in a cgroup
    with a small CPU quota (a load pod with a CPU limit), cheap requests the stack serves
    with ease; ``load --target <entry> --diagnose --prometheus`` must name the generator.
@@ -18,6 +19,7 @@ loopback and within ~20 s per scenario.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import subprocess
@@ -70,7 +72,7 @@ def assert_throttled_verdict(doc: Mapping[str, Any], verdict: str, tier: str, qu
     assert signals["throttled_share"] >= 0.2
 
 
-# --- 1: the registry under a CPU quota, through cAdvisor's series -------------------------
+# --- 1: a tier under a CPU quota, through cAdvisor's series -------------------------
 
 
 def pod_name(tier: str) -> str:
@@ -173,36 +175,59 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         yield info
 
 
-def test_a_registry_under_a_cpu_quota_is_named_through_cadvisor_throttling(
-    stack: StackInfo, tmp_path: Path
-) -> None:
-    info = stack
+def diagnose_under_quota(
+    info: StackInfo, tmp_path: Path, tier: str, url: str, headers: list[str]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``tier`` alone under a CPU quota of QUOTA in a pod-like group, the others in groups
+    of their own; ``hey`` on ``url`` while ``keelhaul diagnose --prometheus`` watches
+    through the cluster Prometheus and the rendered mapping. The run's output and report."""
     tiers = rendered_tiers(tmp_path / "render")
     report = tmp_path / "diagnosis.json"
     with (
         cpu_groups() as groups,
-        tiers_in_pods(groups, info, {"registry": QUOTA}) as containers,
+        tiers_in_pods(groups, info, {tier: QUOTA}) as containers,
         cluster_prometheus(info, containers, tmp_path / "cluster") as prometheus,
-    ):
-        headers = [bearer(info), f"Accept: {MANIFEST}"]
-        # nothing pushed: the registry answers 404 (MANIFEST_UNKNOWN) after verifying the
-        # token, which is CPU in the registry all the same
-        url = f"{info.entry}/v2/admin/app/manifests/1"
-        with hey(
+        hey(
             url, headers=headers, concurrency=16, seconds=WARMUP_S + WATCH_S + 6, warmup=WARMUP_S
-        ) as load:
-            done = keelhaul(
-                "diagnose", "--prometheus", prometheus, "--tiers", str(tiers),
-                "--duration", str(WATCH_S), "--load-pid", str(load.pid),
-                "--json", str(report), "--html", str(report.with_suffix(".html")),
-            )  # fmt: skip
+        ) as load,
+    ):
+        done = keelhaul(
+            "diagnose", "--prometheus", prometheus, "--tiers", str(tiers),
+            "--duration", str(WATCH_S), "--load-pid", str(load.pid),
+            "--json", str(report), "--html", str(report.with_suffix(".html")),
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    doc = json.loads(report.read_text())
-    assert_throttled_verdict(doc, "registry", "registry", QUOTA)
-    for tier in ("nginx", "auth", "redis"):  # seen, with no limit: their own cgroups
-        assert doc["signals"]["tiers"][tier]["cpu_limit"] is None
-        assert doc["signals"]["tiers"][tier]["procs"] >= 1
     assert done.stdout.startswith("verdict: ")
+    doc = json.loads(report.read_text())
+    for other in set(TIERS) - {tier}:  # seen, with no limit: their own cgroups
+        assert doc["signals"]["tiers"][other]["cpu_limit"] is None
+        assert doc["signals"]["tiers"][other]["procs"] >= 1
+    return done, doc
+
+
+def test_a_registry_under_a_cpu_quota_is_named_through_cadvisor_throttling(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    # nothing pushed: the registry answers 404 (MANIFEST_UNKNOWN) after verifying the
+    # token, which is CPU in the registry all the same
+    url = f"{stack.entry}/v2/admin/app/manifests/1"
+    _, doc = diagnose_under_quota(
+        stack, tmp_path, "registry", url, [bearer(stack), f"Accept: {MANIFEST}"]
+    )
+    assert_throttled_verdict(doc, "registry", "registry", QUOTA)
+
+
+def test_a_token_service_under_a_cpu_quota_is_named_through_cadvisor_throttling(
+    stack: StackInfo, tmp_path: Path
+) -> None:
+    """Logins through the entry point (answered from the credential cache: signing and
+    the ACL are the CPU) with the token service's pod limited to QUOTA: named for its
+    quota, not for its workers (more of them would share the same quota)."""
+    basic = base64.b64encode(f"admin:{stack.password('admin')}".encode()).decode()
+    url = f"{stack.entry}/token?service={SERVICE}&scope=repository:admin/app:pull,push"
+    _, doc = diagnose_under_quota(stack, tmp_path, "auth", url, [f"Authorization: Basic {basic}"])
+    assert_throttled_verdict(doc, "token_cpu", "auth", QUOTA)
+    assert not any(f["tier"] == "token_workers" for f in doc["verdict"]["findings"])
 
 
 # --- 2: a healthy stack, the load generator under a CPU quota is the limit ----------------

@@ -233,12 +233,13 @@ def _series(name: str, labels: Mapping[str, str], values: Sequence[float]) -> di
 
 
 def cadvisor_quota_run(
-    throttled_per_step: float, directory: Path
+    throttled_per_step: float, directory: Path, tier: str = "registry"
 ) -> tuple[dict[Query, list[Any]], list[float]]:
-    """Eight 15 s steps of a registry pod limited to 0.5 CPU, in cAdvisor's series shape."""
+    """Eight 15 s steps of registry traffic, ``tier``'s pod limited to 0.5 CPU, in
+    cAdvisor's series shape."""
     k8s = rendered_k8s_mapping(directory)
     n = 8
-    pod = {"namespace": "keelhaul", "pod": "registry-7d9f-x2", "container": "registry"}
+    pod = {"namespace": "keelhaul", "pod": f"{tier}-7d9f-x2", "container": tier}
 
     def rising(per_step: float) -> list[float]:
         return [i * per_step for i in range(n)]
@@ -250,7 +251,7 @@ def cadvisor_quota_run(
         _series("container_spec_cpu_quota", pod, [50000] * n),
         _series("container_spec_cpu_period", pod, [100000] * n),
     ]
-    app = {"namespace": "keelhaul", "app_kubernetes_io_name": "registry", "pod": pod["pod"]}
+    app = {"namespace": "keelhaul", "app_kubernetes_io_name": "registry", "pod": "registry-1"}
     handler = {**app, "handler": "manifest", "method": "GET"}
     metrics = [
         _series("registry_http_requests_total", {**app, "code": "200"}, rising(600)),
@@ -267,7 +268,7 @@ def cadvisor_quota_run(
         )
     results: dict[Query, list[Any]] = {}
     for q in queries(k8s):
-        results[q] = cpu if (q.tier, q.kind) == ("registry", "cpu") else []
+        results[q] = cpu if (q.tier, q.kind) == (tier, "cpu") else []
         if (q.tier, q.kind) == ("registry", "metrics"):
             results[q] = metrics
     return results, [float(i * 15) for i in range(n)]
@@ -293,6 +294,29 @@ def test_a_registry_throttled_by_its_cpu_quota_is_named_through_cadvisor(tmp_pat
     assert "throttled in 80% of CPU periods (limit 0.50 CPUs)" in verdict.evidence[0]
     assert verdict.confidence == "medium"  # 15 s data: never high
     assert any("data every 15 s" in c for c in verdict.caveats)
+
+
+@pytest.mark.parametrize(
+    ("tier", "verdict_tier", "name"),
+    [("nginx", "proxy", "nginx"), ("auth", "token_cpu", "the token service"),
+     ("redis", "redis", "Redis")],
+)  # fmt: skip
+def test_any_tier_throttled_by_its_cpu_quota_is_named_through_cadvisor(
+    tmp_path: Path, tier: str, verdict_tier: str, name: str
+) -> None:
+    results, times = cadvisor_quota_run(throttled_per_step=120, directory=tmp_path, tier=tier)
+    collection, _ = build_collection(results, times, cpu_source="cadvisor", meta={})
+    meta = {"cores": 8, "source": SourceInfo(kind="prometheus", resolution_s=15.0).as_dict()}
+    s = derive(type(collection)(collection.ticks, meta))
+    assert s.tiers[tier].throttled_share == pytest.approx(0.8)
+    assert s.tiers[tier].cpu_limit == pytest.approx(0.5)
+    verdict = decide(s)
+    assert verdict.tier == verdict_tier, verdict.text()
+    assert verdict.title == f"{name} is starved of CPU by its cgroup quota"
+    assert "throttled in 80% of CPU periods (limit 0.50 CPUs)" in verdict.evidence[0]
+    unthrottled, _ = cadvisor_quota_run(throttled_per_step=0, directory=tmp_path, tier=tier)
+    plain, _ = build_collection(unthrottled, times, cpu_source="cadvisor", meta={})
+    assert decide(derive(type(plain)(plain.ticks, meta))).tier != verdict_tier
 
 
 def test_without_throttling_the_same_registry_is_not_called_starved(tmp_path: Path) -> None:
@@ -446,30 +470,93 @@ def test_scrape_jitter_on_a_busy_host_is_not_a_queue() -> None:
     assert decide(s).tier != "token_workers"
 
 
-def test_processes_found_runnable_estimate_the_run_queue_wait() -> None:
-    """process-exporter's ``states{state="Running"}``: four workers always runnable on a
-    host where they got 0.3 CPU wanted four CPUs (the local source's schedstat view)."""
+def _with_states(running: float, threads_per_proc: float) -> Any:
+    """The recorded run, with process-exporter's ``states{state="Running"}`` and
+    ``num_threads`` added to the token service's CPU series."""
     rec = recorded()
     times = steps_of(rec)
+    procs = next(
+        m for m in rec["results"]["cpu/auth"]
+        if m["metric"]["__name__"] == "namedprocess_namegroup_num_procs"
+    )  # fmt: skip
     results: dict[Query, list[Any]] = {}
     for q in queries(LOCAL):
         results[q] = list(rec["results"][f"{q.kind}/{q.tier}"])
         if (q.tier, q.kind) == ("auth", "cpu"):
-            results[q].append(
+            group = {"groupname": "auth"}
+            results[q] += [
                 {
-                    "metric": {
-                        "__name__": "namedprocess_namegroup_states",
-                        "groupname": "auth",
-                        "state": "Running",
-                    },
-                    "values": [[t, "4"] for t in times],
-                }
-            )
+                    "metric": {"__name__": "namedprocess_namegroup_states", **group,
+                               "state": "Running"},
+                    "values": [[t, str(running)] for t in times],
+                },
+                {
+                    "metric": {"__name__": "namedprocess_namegroup_num_threads", **group},
+                    "values": [[t, str(float(v) * threads_per_proc)] for t, v in procs["values"]],
+                },
+            ]  # fmt: skip
     collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
-    auth = derive(collection).tiers["auth"]
+    return collection
+
+
+def test_single_threaded_processes_found_runnable_estimate_the_run_queue_wait() -> None:
+    """Four single-threaded workers always runnable on a host where they got 0.3 CPU:
+    they wanted four CPUs (the local source's schedstat view)."""
+    auth = derive(_with_states(4, threads_per_proc=1)).tiers["auth"]
     assert auth.runq_seen
     assert auth.demand == pytest.approx(4.0)
     assert auth.runq == pytest.approx(4.0 - auth.cpu)
+
+
+def test_multi_threaded_processes_found_runnable_estimate_nothing() -> None:
+    auth = derive(_with_states(4, threads_per_proc=2)).tiers["auth"]
+    assert not auth.runq_seen
+    assert auth.demand == auth.cpu
+
+
+THREADS = Path(__file__).parent / "data" / "process-exporter-threads.json"
+
+
+def test_process_exporters_states_count_a_threaded_process_main_thread_twice() -> None:
+    """Recorded from Debian's prometheus-process-exporter 0.7.10 (``-threads`` on, its
+    default) scraped once a second: two Python processes of two threads each, one thread
+    of each spinning on a CPU, the other asleep. ``main-busy`` spins in its main thread,
+    ``worker-busy`` in its second thread. Both wanted one CPU; the states say two
+    Running for the first (its main thread counted as the process and as a thread) and
+    three states for two threads in each: the count cannot say what either wanted, so
+    neither tier is given a run-queue estimate from it."""
+    rec = json.loads(THREADS.read_text())
+    values = {
+        (m["metric"]["groupname"], m["metric"]["__name__"], m["metric"].get("state")): [
+            float(v) for _, v in m["values"]
+        ]
+        for m in rec["results"]
+    }
+    states = "namedprocess_namegroup_states"
+    assert set(values["main-busy", states, "Running"]) == {2.0}
+    assert set(values["worker-busy", states, "Running"]) == {1.0}
+    for group in ("main-busy", "worker-busy"):
+        threads = values[group, "namedprocess_namegroup_num_threads", None]
+        total = [r + z for r, z in zip(values[group, states, "Running"],
+                                       values[group, states, "Sleeping"], strict=True)]  # fmt: skip
+        assert all(t == n + 1 for t, n in zip(total, threads, strict=True))
+
+    tiers = {"main-busy": "auth", "worker-busy": "registry"}
+    times = [float(rec["start"] + i * rec["step"]) for i in range(len(rec["results"][0]["values"]))]
+    results: dict[Query, list[Any]] = {q: [] for q in queries(LOCAL)}
+    for q, matrix in results.items():
+        if q.kind != "cpu":
+            continue
+        for m in rec["results"]:
+            if tiers[m["metric"]["groupname"]] == q.tier:
+                matrix.append({**m, "metric": {**m["metric"], "groupname": q.tier}})
+    collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
+    derived = derive(type(collection)(collection.ticks, {"cores": 2}))
+    for tier in tiers.values():
+        assert collection.ticks[-1].gauge("procs", f"procs.{tier}") == 1.0
+        cpu = derived.tiers[tier]
+        assert not cpu.runq_seen, tier
+        assert cpu.demand == cpu.cpu > 0
 
 
 def test_a_wait_for_a_cpu_taken_by_others_is_not_a_worker_shortage() -> None:

@@ -312,3 +312,62 @@ def test_a_registry_too_starved_to_answer_its_metrics_is_still_named(
     v = decide(derive(_registry_silent(throttle).collection()))
     assert (v.tier, v.title) == ("registry", title), v.text()
     assert any("counted no request" in e for e in v.evidence)
+
+
+# --- a tier under a CPU quota: one rule, whichever tier and whichever source ----------------
+
+QUOTA_VERDICTS = {"nginx": "proxy", "auth": "token_cpu", "registry": "registry", "redis": "redis"}
+
+
+def quota_run(throttled: dict[str, float], *, slots_full: bool = False) -> Synth:
+    """Token traffic at 150/s with every tier far from the host's two CPUs; each tier of
+    ``throttled`` limited to 0.25 CPU, using it, throttled in that share of its CFS periods.
+    ``slots_full``: every token-service slot taken and connections queued (what a throttled
+    token service looks like from inside)."""
+    tiers = {t: (0.25 if t in throttled else 0.1, 0.0) for t in QUOTA_VERDICTS}
+    s = Synth()
+    for _ in range(SECONDS):
+        token_second(
+            s, rps=150, app=0.004, upstream=0.05 if slots_full else 0.005, authn=0.00003,
+            cache="local",
+            inflight=4.0 if slots_full else 0.0, capacity=4.0 if slots_full else 4000.0,
+            workers=4.0, queue=9.0 if slots_full else 0.0,
+            tiers={**tiers, "generator": (0.2, 0.0)}, host=1.0, busiest={"generator": 0.2},
+            throttle={t: (10.0, 10 * throttled.get(t, 0.0)) for t in QUOTA_VERDICTS},
+            cpu_limit={t: 0.25 for t in throttled},
+        )  # fmt: skip
+    return s
+
+
+@pytest.mark.parametrize("tier", sorted(QUOTA_VERDICTS))
+def test_any_tier_throttled_by_its_cpu_quota_is_named_with_its_quota(tier: str) -> None:
+    v = decide(derive(quota_run({tier: 0.7}).collection()))
+    assert v.tier == QUOTA_VERDICTS[tier], v.text()
+    assert v.title.endswith("is starved of CPU by its cgroup quota"), v.text()
+    assert "cgroup was throttled in 70% of CPU periods (limit 0.25 CPUs)" in v.evidence[0]
+    assert "used 0.25 CPUs" in v.evidence[0]
+    assert "limit" in v.next_steps[0]
+
+
+@pytest.mark.parametrize("tier", sorted(QUOTA_VERDICTS))
+def test_the_same_cpu_without_throttling_is_not_a_quota(tier: str) -> None:
+    v = decide(derive(quota_run({tier: 0.0}).collection()))
+    assert "cgroup quota" not in v.title, v.text()
+    assert not any("throttled" in e for f in v.findings for e in f.evidence)
+
+
+def test_a_throttled_token_service_with_full_slots_is_its_quota_not_its_workers() -> None:
+    """Busy slots and a queue are what the quota does: more workers would not help."""
+    v = decide(derive(quota_run({"auth": 0.7}, slots_full=True).collection()))
+    assert v.tier == "token_cpu", v.text()
+    assert "cgroup quota" in v.title
+    assert "every worker slot was taken in 100% of samples" in v.evidence[1]
+    assert v.confidence == "high"
+    assert not any(f.tier == "token_workers" for f in v.findings)
+    assert "more workers cannot help" in v.next_steps[0]
+
+
+def test_two_throttled_tiers_follow_the_precedence() -> None:
+    v = decide(derive(quota_run({"registry": 0.7, "redis": 0.9}).collection()))
+    assert v.tier == "redis", v.text()  # Redis slows the registry down, not the other way
+    assert {f.tier for f in v.also} == {"registry"}

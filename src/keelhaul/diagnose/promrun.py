@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from keelhaul.diagnose.analysis import Report, analyse
+from keelhaul.diagnose.analysis import Report, Watched, analyse
 from keelhaul.diagnose.collectors.procs import ProcessCollector
 from keelhaul.diagnose.loadreport import ClientRun
 from keelhaul.diagnose.model import Tick
@@ -86,7 +86,9 @@ def prometheus_report(
     say: Callable[[str], None] = lambda _m: None,
 ) -> Report:
     collection = collect(api, tiers, start, end, local=local, resolution_s=resolution_s, say=say)
-    return analyse(collection, client=client)
+    # Prometheus saw the stack throughout; the diagnosis itself sampled only the generator
+    watched = Watched(local[0].t, local[-1].t, "the load generator") if local else None
+    return analyse(collection, client=client, watched=watched)
 
 
 def wait_for_last_scrape(

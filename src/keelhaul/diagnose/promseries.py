@@ -58,6 +58,7 @@ __all__ = [
 PROCESS_EXPORTER = (
     "namedprocess_namegroup_cpu_seconds_total",
     "namedprocess_namegroup_num_procs",
+    "namedprocess_namegroup_num_threads",
     "namedprocess_namegroup_memory_bytes",
     "namedprocess_namegroup_states",
 )
@@ -197,9 +198,10 @@ def procs_reading(
     rss = samples.value("namedprocess_namegroup_memory_bytes", memtype="resident")
     if rss is not None:
         gauges[f"rss_mb.{tier}"] = rss / 2**20
+    threads = samples.value("namedprocess_namegroup_num_threads")
     runnable = samples.value("namedprocess_namegroup_states", state="Running")
-    if runnable is not None:  # R: on a CPU or waiting for one, as the scrape found them
-        gauges[f"runnable.{tier}"] = runnable
+    if runnable is not None and procs is not None and threads == procs:
+        gauges[f"runnable.{tier}"] = runnable  # threads on a CPU or waiting for one
     return gauges, counters
 
 

@@ -7,9 +7,11 @@ scores is in :mod:`keelhaul.diagnose.verdict`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
 
+from keelhaul.diagnose.findings import LABELS, Finding, HotSpot
+from keelhaul.diagnose.findings import pct as _pct
+from keelhaul.diagnose.quota import quota_finding, throttled
 from keelhaul.diagnose.signals import Signals, TierCpu
 
 __all__ = [
@@ -44,8 +46,6 @@ REDIS_PING_MS = 10.0
 """Median PING round trip; loopback Redis answers in well under a millisecond."""
 STORAGE_SHARE = 0.5
 """Storage-driver time as a share of the registry handlers' time."""
-THROTTLED = 0.2
-"""Share of a cgroup's CPU periods in which its quota throttled it."""
 STARVED = 0.6
 """Share of a CPU-bound tier's demand spent waiting: starved by others, not busy itself."""
 REGISTRY_SLOW_S = 0.05
@@ -56,51 +56,6 @@ WORKER_WAIT_S = 0.010
 """A token request waiting this long (and longer than the app takes) queued for a worker."""
 OTHER_CORES = 0.5
 """CPUs used by processes outside the stack that are worth a caveat."""
-
-LABELS = {
-    "redis": "Redis",
-    "storage": "storage",
-    "proxy": "proxy (nginx)",
-    "token_workers": "token-service workers",
-    "token_cpu": "token-service CPU",
-    "registry": "registry",
-    "load_generator": "load generator",
-    "none": "no server-side bottleneck",
-    "no_traffic": "no traffic",
-}
-
-
-@dataclass(frozen=True)
-class HotSpot:
-    """What the call graph says (:mod:`keelhaul.diagnose.callgraph`), if it was recorded."""
-
-    function: str
-    share: float
-    path: tuple[str, ...]
-    samples: int
-
-
-@dataclass(frozen=True)
-class Finding:
-    tier: str
-    score: float
-    title: str
-    evidence: tuple[str, ...]
-    next_steps: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "tier": self.tier,
-            "label": LABELS.get(self.tier, self.tier),
-            "score": round(self.score, 3),
-            "title": self.title,
-            "evidence": list(self.evidence),
-            "next_steps": list(self.next_steps),
-        }
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
 
 
 def _ms(seconds: float | None) -> str:
@@ -340,25 +295,13 @@ def redis_rule(s: Signals) -> Finding | None:
 def _silent_registry(s: Signals, t: TierCpu) -> list[Finding]:
     """Traffic, a registry throttled or wanting more CPU than the host has, and its own
     metrics counting no request: a registry too starved to answer its metrics endpoint in
-    time (a Prometheus scrape of it times out; the local collector's read does too)."""
-    throttled = t.throttled_share is not None and t.throttled_share >= THROTTLED
-    if not s.active or not (throttled or t.demand >= CPU_BOUND * s.cores):
+    time (a Prometheus scrape of it times out; the local collector's read does too). When
+    its quota throttled it, :func:`quota_finding` names the cause and takes this evidence."""
+    if not s.active or not (throttled(t) or t.demand >= CPU_BOUND * s.cores):
         return []
     ev = [_cpu_text("the registry", t, s.cores), "its own metrics counted no request"]
     if s.errors.get("registry"):
         ev.append(f"its metrics endpoint did not answer in {s.errors['registry']} samples")
-    if throttled:
-        limit = f" (limit {t.cpu_limit:.2f} CPUs)" if t.cpu_limit is not None else ""
-        share = f"its cgroup was throttled in {_pct(t.throttled_share or 0)} of CPU periods"
-        return [
-            Finding(
-                "registry",
-                1.0,
-                "the registry is starved of CPU by its cgroup quota",
-                (share + limit, *ev),
-                ("raise the registry's CPU limit (or remove it)", "add registry replicas"),
-            )
-        ]
     return [
         Finding(
             "registry",
@@ -389,21 +332,9 @@ def registry_rules(s: Signals) -> list[Finding]:
             f"{_pct(r.scrape_error_share)} of samples"
         )
     cpu = _cpu_text("the registry", t, s.cores)
-    if t.throttled_share is not None and t.throttled_share >= THROTTLED:
-        limit = f" (limit {t.cpu_limit:.2f} CPUs)" if t.cpu_limit is not None else ""
-        out.append(
-            Finding(
-                "registry",
-                1.0,
-                "the registry is starved of CPU by its cgroup quota",
-                (
-                    f"its cgroup was throttled in {_pct(t.throttled_share)} of CPU periods{limit}",
-                    cpu,
-                    *ev,
-                ),
-                ("raise the registry's CPU limit (or remove it)", "add registry replicas"),
-            )
-        )
+    if throttled(t):  # the quota limits it (quota_finding takes this as its evidence)
+        if ev:
+            out.append(Finding("registry", 0.5, "the registry is held back", tuple(ev)))
     elif t.demand >= CPU_BOUND * s.cores:
         starved = t.waiting_share >= STARVED
         out.append(
@@ -449,7 +380,7 @@ def registry_rules(s: Signals) -> list[Finding]:
         and r.handler_mean
         and r.handler_mean >= 0.02
         and r.storage_per_request / r.handler_mean >= STORAGE_SHARE
-        and not any(f.score >= 1.0 for f in out)
+        and not throttled(t)
     ):
         actions = sorted(r.storage_actions.items(), key=lambda kv: -(kv[1][0] * (kv[1][1] or 0)))
         top = ", ".join(f"{a} {_ms(m)}" for a, (_, m) in actions[:2])
@@ -485,27 +416,11 @@ def generator_rule(s: Signals) -> Finding | None:
         # one event loop per process: wanting a whole CPU each is pinned, even when
         # neighbours leave it less (its busiest thread then uses less than a CPU)
         ev.append(_cpu_text(f"the load generator's {g.procs:.0f} process(es)", g, s.cores))
-    throttled = g.throttled_share is not None and g.throttled_share >= THROTTLED
-    if throttled:
-        limit = f" (limit {g.cpu_limit:.2f} CPUs)" if g.cpu_limit is not None else ""
-        ev.insert(
-            0,
-            f"the load generator's cgroup was throttled in {_pct(g.throttled_share or 0)} "
-            f"of CPU periods{limit}; it used {g.cpu:.2f} CPUs",
-        )
+    quota = quota_finding(s, "generator")
+    if quota is not None:
+        return replace(quota, evidence=(*quota.evidence, *ev))
     if not ev:
         return None
-    if throttled:
-        return Finding(
-            "load_generator",
-            0.9,
-            "the load generator is starved of CPU by its cgroup quota: it cannot offer more load",
-            tuple(ev),
-            (
-                "raise the load generator's CPU limit (or remove it)",
-                "or generate the load from another machine or more pods",
-            ),
-        )
     return Finding(
         "load_generator",
         0.9,

@@ -178,10 +178,18 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
 
 def _sampled_runq(ticks: Sequence[Tick], tier: str, cpu: float) -> float | None:
     """Without schedstat (Prometheus' process-exporter): the mean number of the tier's
-    processes found runnable (state R) at each scrape is its demand in CPUs (Little's law,
-    one thread each), so the time waiting for a CPU is that minus the CPU it used."""
-    runnable = mean([g for _, g in gauge_series(ticks, "procs", f"runnable.{tier}")])
-    return max(0.0, runnable - cpu) if runnable is not None else None
+    threads found runnable (state R) at each scrape is its demand in CPUs (Little's law),
+    so the time waiting for a CPU is that minus the CPU it used.
+
+    Only where every process of the tier is single-threaded at every scrape
+    (:func:`promseries.procs_reading` keeps the count only then): process-exporter counts
+    a multi-threaded process's state once for the process (its main thread's) and once per
+    thread, the main thread included, so a Go registry or a threaded worker would count
+    its main thread twice; and without its thread metrics, the main thread alone."""
+    runnable = [g for _, g in gauge_series(ticks, "procs", f"runnable.{tier}")]
+    if not runnable or any(g is None for g in runnable):
+        return None
+    return max(0.0, (mean(runnable) or 0.0) - cpu)
 
 
 def _host(ticks: Sequence[Tick], tiers: Mapping[str, TierCpu]) -> tuple[float | None, float | None]:

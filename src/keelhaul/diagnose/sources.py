@@ -50,8 +50,9 @@ SOURCES: Mapping[str, SourceKind] = {
             "prometheus",
             "Prometheus (query_range over the run's window)",
             (
-                "run-queue wait (estimated from the processes found runnable at each scrape "
-                "with process-exporter; not at all with cAdvisor)",
+                "run-queue wait (estimated from the threads found runnable at each scrape "
+                "with process-exporter, for single-threaded processes only; not at all "
+                "with cAdvisor)",
                 "accept queues",
                 "nginx's per-request upstream times",
                 "log lines (nginx alerts, gunicorn WORKER TIMEOUT)",

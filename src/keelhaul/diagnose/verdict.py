@@ -10,6 +10,10 @@ never pass for a slow server, and a slow server must not be blamed on the genera
 =================  ===============================================================  =====
 rule               measured signal (thresholds below)                               score
 =================  ===============================================================  =====
+CPU quota          a tier's cgroup throttled in >= THROTTLED of its CFS periods     1.0
+(any tier)         (nginx -> proxy, token service -> token CPU, registry, Redis;
+                   its other findings become its evidence: busy workers, a queue,
+                   slow handlers are what a quota does; the generator's: 0.9)
 proxy              nginx alerts ``worker_connections are not enough``, or           1.0
                    connections dropped (stub_status accepts - handled)
                    entry accept queue non-empty in >= QUEUE_SHARE of samples        0.8
@@ -23,13 +27,11 @@ token CPU          the workers' CPU demand >= CPU_BOUND x min(workers, CPUs)    
 Redis              its thread busy executing commands >= REDIS_BUSY of the time     0.5-1
                    or a PING's median >= REDIS_PING_MS
 storage            storage driver >= STORAGE_SHARE of handler time, handlers slow   0.8
-registry           cgroup throttled in >= THROTTLED of periods                      1.0
-                   CPU demand >= CPU_BOUND x CPUs (starved when mostly waiting)     0.8
+registry           CPU demand >= CPU_BOUND x CPUs (starved when mostly waiting)     0.8
                    handlers' mean >= REGISTRY_SLOW_S (0.4 beside a saturated        0.6
                    generator: a slow reader holds a streamed answer's handler)
 load generator     a generator thread >= GENERATOR_THREAD of a CPU, or its demand   0.9
-                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process, or
-                   its cgroup throttled in >= THROTTLED of periods
+                   >= CPU_BOUND x CPUs, or >= GENERATOR_THREAD per process
 =================  ===============================================================  =====
 """
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from keelhaul.diagnose.quota import quota_rules, under_quota
 from keelhaul.diagnose.rules import (
     LABELS,
     OTHER_CORES,
@@ -204,7 +207,7 @@ def _decide(s: Signals, hot: HotSpot | None) -> Verdict:
     findings = [
         f for f in (proxy_rule(s), token_rules(s, hot), redis_rule(s), generator_rule(s)) if f
     ]
-    findings += registry_rules(s)
+    findings = under_quota([*findings, *registry_rules(s)], quota_rules(s))
     server = [f for f in findings if f.tier != "load_generator" and f.score >= SATURATED]
     generator = next((f for f in findings if f.tier == "load_generator"), None)
     caveats = _caveats(s)
