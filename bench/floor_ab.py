@@ -32,8 +32,8 @@ RESULTS = Path(__file__).parent / "results" / "floor_ab.json"
 DEFAULT_VARIANTS = [
     "stock=gevent",
     "keelhaul=keelhaul.auth.workers.JsonGeventWorker",
+    "per-request-yield=floor_workers.PerRequestYield",
     "no-yield=floor_workers.NoYield",
-    "yield-only=floor_workers.YieldEvery",
 ]
 
 
@@ -97,14 +97,14 @@ def main() -> int:
     base = summary[variants[0][0]]
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(
-        f"\n{'variant':14} {'workers':>7} {'req/s':>8} {'x base':>7} {'p99 ms':>8} "
+        f"\n{'variant':18} {'workers':>7} {'req/s':>8} {'x base':>7} {'p99 ms':>8} "
         f"{'srv CPU s/1k':>12} {'x base':>7} {'errors':>6}"
     )
     for name, s in summary.items():
         s["rps_over_base"] = s["rps"] / base["rps"]
         s["cpu_over_base"] = s["server_cpu_s_per_1000"] / base["server_cpu_s_per_1000"]
         print(
-            f"{name:14} {s['workers']:7d} {s['rps']:8.0f} {s['rps_over_base']:7.3f} "
+            f"{name:18} {s['workers']:7d} {s['rps']:8.0f} {s['rps_over_base']:7.3f} "
             f"{s['p99_ms']:8.2f} {s['server_cpu_s_per_1000']:12.4f} {s['cpu_over_base']:7.3f} "
             f"{s['errors']:6d}"
         )

@@ -28,3 +28,15 @@ class YieldEvery(GeventWorker):  # type: ignore[misc]
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         gevent.sleep(0)
         return super().handle_request(listener_name, req, sock, addr)
+
+
+class PerRequestYield(JsonGeventWorker):
+    """The token service's worker as it was: a yield before every request."""
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        gevent.sleep(0)
+        out = OneWriteSocket(sock)
+        try:
+            return GeventWorker.handle_request(self, listener_name, req, out, addr)
+        finally:
+            out.flush_quietly()
