@@ -32,7 +32,7 @@ RESULTS = Path(__file__).parent / "results" / "floor_ab.json"
 DEFAULT_VARIANTS = [
     "stock=gevent",
     "keelhaul=keelhaul.auth.workers.JsonGeventWorker",
-    "per-request-yield=floor_workers.PerRequestYield",
+    "conditional-yield=floor_workers.ConditionalYield",
     "no-yield=floor_workers.NoYield",
 ]
 

@@ -30,11 +30,16 @@ class YieldEvery(GeventWorker):  # type: ignore[misc]
         return super().handle_request(listener_name, req, sock, addr)
 
 
-class PerRequestYield(JsonGeventWorker):
-    """The token service's worker as it was: a yield before every request."""
+class ConditionalYield(JsonGeventWorker):
+    """Tried and not kept: yield only when this connection's previous request was answered
+    without the hub polling since (its next request was already waiting)."""
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        gevent.sleep(0)
+        current: Any = gevent.getcurrent()
+        loop = gevent.get_hub().loop
+        if getattr(current, "keelhaul_polled", -1) == loop.iteration:
+            gevent.sleep(0)
+        current.keelhaul_polled = loop.iteration
         out = OneWriteSocket(sock)
         try:
             return GeventWorker.handle_request(self, listener_name, req, out, addr)

@@ -3,8 +3,8 @@
 A client that pipelines thousands of requests on one connection never makes its greenlet
 wait for input; without a yield, another connection's single request waits until all of
 them are answered (gunicorn's own gevent worker shows it: the control case). keelhaul's
-worker yields when a connection has had FAIR_BATCH requests answered since the hub last
-polled, so the other request is answered long before the stream ends. Ordering, not timing:
+worker yields before each request, so the other request is answered long before the
+stream ends. Ordering, not timing:
 what counts is how many of the stream's answers arrived before the other one's.
 """
 

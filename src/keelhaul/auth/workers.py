@@ -15,20 +15,18 @@ the token service under ``wrk`` put ~30% of the workers' samples in the header w
 ``send`` alone. :class:`OneWriteSocket` holds the header bytes back and sends them with the
 first body write (or when the request is done), so a token response is one ``send``.
 
-**A yield when a connection keeps the worker** (gevent). A greenlet that has just answered
-on a keep-alive connection reads the next request; if the client has already sent it, the
-read returns at once and the greenlet never yields, so under load a few connections
-monopolise the worker while others wait for seconds (one worker, constant-200 app,
-``wrk -c64``: p99 526 ms without a yield, 17 ms with one per request; a client pipelining
-3,000 requests gets all of them answered before another connection's single request
-without, and only a handful with: ``tests/integration/test_auth_worker_fairness.py``).
-Only such a greenlet needs to yield: one that had to wait for its next request has let
-the hub poll and run the others. So the worker yields (``gevent.sleep(0)``) before a
-request only when its connection has had :data:`FAIR_BATCH` requests answered since the
-hub last polled for I/O (libev's loop ``iteration``, read per request), instead of before
-every request. When a connection's requests are already waiting (pipelining, a worker
-behind its clients) that is still every request; when its greenlet had to wait for the
-request, none (a yield there would only put the request behind the rest of the batch).
+**A yield per request** (gevent). A greenlet that has just answered on a keep-alive
+connection reads the next request; if the client has already sent it, the read returns at
+once and the greenlet never yields, so under load a few connections monopolise the worker
+while others wait for seconds (one worker, constant-200 app, ``wrk -c64``: p99 526 ms
+without, 17 ms with). ``gevent.sleep(0)`` first lets other ready connections go: a client
+pipelining 3,000 requests no longer has them all answered before another connection's one
+(``tests/integration/test_auth_worker_fairness.py``, gunicorn's own worker as the control).
+A yield only when the connection's request came without the hub polling (libev's loop
+``iteration``; ``bench/floor_workers.py`` ConditionalYield) was tried: no gain on the
+constant-200 floor, and the warm token path's half-rate p99 was worse in both A/B runs of
+``bench/token_ab.py``, so every request still yields (the yield is ~2% of a worker's
+samples under wrk).
 """
 
 from __future__ import annotations
@@ -56,14 +54,12 @@ from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 __all__ = [
-    "FAIR_BATCH",
     "JsonGeventWorker",
     "JsonSyncWorker",
     "JsonThreadWorker",
     "OneWriteGeventWorker",
     "OneWriteSocket",
     "client_error",
-    "yield_if_monopolising",
 ]
 
 # exception -> (status, reason, Docker error code, message); first match wins
@@ -170,33 +166,12 @@ class OneWriteSocket:
             self.flush()
 
 
-FAIR_BATCH = 1
-"""Requests a connection may have answered back to back (without the hub polling in
-between) before its greenlet yields. 1 keeps the round-robin of a yield per request under
-saturation; the A/B runs of 1 and 4 (``bench/floor_ab.py``) did not tell them apart."""
-
-
-def yield_if_monopolising(loop: Any) -> None:
-    """Yield if the current greenlet has answered :data:`FAIR_BATCH` requests since the
-    hub last polled (its connection's requests were all waiting, nothing else got a turn).
-    The count lives on the greenlet: one per connection."""
-    current: Any = gevent.getcurrent()
-    polled = loop.iteration
-    if getattr(current, "keelhaul_polled", -1) != polled:
-        current.keelhaul_polled, current.keelhaul_run = polled, 1
-        return
-    current.keelhaul_run += 1
-    if current.keelhaul_run >= FAIR_BATCH:
-        gevent.sleep(0)
-        current.keelhaul_polled, current.keelhaul_run = loop.iteration, 0
-
-
 class OneWriteGeventWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker with :class:`OneWriteSocket` under each request and a
-    yield before it when its connection has kept the worker for :data:`FAIR_BATCH`."""
+    yield before it."""
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        yield_if_monopolising(gevent.get_hub().loop)
+        gevent.sleep(0)
         out = OneWriteSocket(sock)
         try:
             return super().handle_request(listener_name, req, out, addr)
@@ -205,8 +180,8 @@ class OneWriteGeventWorker(GeventWorker):  # type: ignore[misc]
 
 
 class JsonGeventWorker(_JsonErrors, OneWriteGeventWorker):
-    """The token service's gevent worker: one write per response, fair keep-alive
-    connections, refusals in JSON."""
+    """The token service's gevent worker: one write per response, a yield per request,
+    refusals in JSON."""
 
 
 class JsonSyncWorker(_JsonErrors, SyncWorker):  # type: ignore[misc]
