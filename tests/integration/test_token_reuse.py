@@ -23,10 +23,10 @@ class Clock:
         return self.now
 
 
-def _service(auth_env, reuse: float) -> tuple[TokenService, Clock]:  # type: ignore[no-untyped-def]
-    settings = auth_env.settings()
-    parts = build(settings)
-    base = parts.service
+def _service(auth_env, reuse: float | None, **token: object) -> tuple[TokenService, Clock]:  # type: ignore[no-untyped-def]
+    """A service on a clock the test moves; ``reuse`` None: the window from the settings."""
+    settings = auth_env.settings(token=token) if token else auth_env.settings()
+    base = build(settings).service
     clock = Clock()
     service = TokenService(
         settings,
@@ -87,19 +87,8 @@ def test_off_by_default_and_the_window_is_capped(auth_env) -> None:  # type: ign
 
 
 def _configured(auth_env, reuse: float, expiration: int = 300) -> tuple[TokenService, Clock]:  # type: ignore[no-untyped-def]
-    """The service as the wiring builds it from settings, on a clock the test moves."""
-    settings = auth_env.settings(token={"reuse_seconds": reuse, "expiration": expiration})
-    base = build(settings).service
-    clock = Clock()
-    service = TokenService(
-        settings,
-        authenticator=base.authenticator,
-        acl=base.acl,
-        keys=base.keys,
-        refresh=base.refresh,
-        clock=clock,
-    )
-    return service, clock
+    """The window from ``token.reuse_seconds``, as the wiring builds the service."""
+    return _service(auth_env, None, reuse_seconds=reuse, expiration=expiration)
 
 
 def test_the_setting_turns_reuse_on_and_off(auth_env) -> None:  # type: ignore[no-untyped-def]
