@@ -1,8 +1,6 @@
-"""Blob downloads and file-body uploads over ``bulk_get`` (http.client) against real HTTP
-servers on loopback: keep-alive reuse, a body cut short becomes ``ConnectionDropped`` (and
-the client resumes with ``Range``), redirects to storage drop the credentials, errors keep
-their bodies, uploads arrive whole (``sendfile``) and an answer sent before the body was
-read is still the answer."""
+"""Blob downloads over ``bulk_get`` (http.client) against real HTTP servers on loopback:
+keep-alive reuse, a body cut short becomes ``ConnectionDropped`` (and the client resumes
+with ``Range``), redirects to storage drop the credentials, errors keep their bodies."""
 
 from __future__ import annotations
 
@@ -11,16 +9,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from keelhaul.client.blobfiles import FileSource
 from keelhaul.client.blobs import BytesSink
 from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.media import Descriptor
 from keelhaul.client.registry import RegistryClient
-from keelhaul.client.transport import FileBody, Request
+from keelhaul.client.transport import Request
 from keelhaul.errors import ConnectionDropped, RegistryUnreachable
 from keelhaul.netutil import free_port
 
@@ -38,10 +34,6 @@ class Served:
     requests: list[tuple[str, str | None, str | None, int]] = field(default_factory=list)
     """(path, Authorization, Range, client port)."""
     redirect_to: str | None = None
-    uploads: list[tuple[str, str, int, bytes]] = field(default_factory=list)
-    """(method, path, client port, body)."""
-    refuse_uploads: bool = False
-    """Answer 401 at once, read at most 64 KiB of the body, close (as Go's server does)."""
 
 
 def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
@@ -77,27 +69,6 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             self.wfile.write(body)
-
-        def do_PATCH(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if served.refuse_uploads:
-                body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
-                self.send_response(401)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
-                self.rfile.read(min(length, 65536))
-                self.close_connection = True
-                return
-            data = self.rfile.read(length)
-            served.uploads.append((self.command, self.path, self.client_address[1], data))
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_PUT = do_PATCH
 
     return Handler
 
@@ -192,56 +163,5 @@ def test_an_error_keeps_its_body_and_a_dead_port_is_unreachable(
         assert status == 404 and b"BLOB_UNKNOWN" in body
         with pytest.raises(RegistryUnreachable):
             _get(transport, f"http://127.0.0.1:{free_port()}/v2/app/blobs/x")
-    finally:
-        transport.close()
-
-
-def _file_body(tmp_path: Path) -> FileBody:
-    path = tmp_path / "blob"
-    path.write_bytes(BLOB * 4)  # 12 MiB: more than one sendfile piece
-    body = FileSource(path, len(BLOB) * 4).body(1000, len(BLOB) * 4)
-    assert isinstance(body, FileBody)
-    return body
-
-
-def test_a_file_body_is_uploaded_whole_on_the_bulk_connection(
-    servers: tuple[str, Served, str, Served], tmp_path: Path
-) -> None:
-    registry, served, _, _ = servers
-    body = _file_body(tmp_path)
-    transport = HttpxTransport()
-    try:
-        for method in ("PATCH", "PUT"):
-            request = Request(method, f"http://{registry}/v2/app/blobs/uploads/u", "up", {}, body)
-            with transport.send(request) as response:
-                assert response.status == 202
-                response.read()
-        assert _get(transport, f"http://{registry}/v2/app/blobs/x") == (200, BLOB)
-    finally:
-        transport.close()
-    assert [(m, len(b)) for m, _, _, b in served.uploads] == [
-        ("PATCH", len(BLOB) * 4 - 1000),
-        ("PUT", len(BLOB) * 4 - 1000),
-    ]
-    assert all(b == (BLOB * 4)[1000:] for *_, b in served.uploads)
-    # one connection for the uploads and the streamed GET: all on the bulk pool
-    assert {port for _, _, port, _ in served.uploads} == {served.requests[0][3]}
-
-
-def test_an_answer_before_the_body_was_read_is_the_answer(
-    servers: tuple[str, Served, str, Served], tmp_path: Path
-) -> None:
-    registry, served, _, _ = servers
-    served.refuse_uploads = True
-    body = _file_body(tmp_path)
-    transport = HttpxTransport()
-    try:
-        request = Request("PATCH", f"http://{registry}/v2/app/blobs/uploads/u", "up", {}, body)
-        with transport.send(request) as response:
-            assert response.status == 401
-            assert b"UNAUTHORIZED" in response.read()
-            response.accept()
-        served.refuse_uploads = False
-        assert _get(transport, f"http://{registry}/v2/app/blobs/x") == (200, BLOB)
     finally:
         transport.close()

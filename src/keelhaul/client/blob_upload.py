@@ -8,15 +8,14 @@ session state itself (URLs, offsets) is the pure :mod:`keelhaul.client.upload`.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Literal
 
 from keelhaul.client.blobs import BlobSource, Progress
 from keelhaul.client.failures import error_codes
 from keelhaul.client.session import RegistrySession
 from keelhaul.client.tokens import Scopes
-from keelhaul.client.transport import Body, FileBody, Response
+from keelhaul.client.transport import Body, Response
 from keelhaul.client.upload import UploadState, mount_url, plan_upload, start_url
 from keelhaul.errors import ConnectionDropped, DigestMismatch, RegistryClientError
 
@@ -154,7 +153,7 @@ class BlobUploads(RegistrySession):
             while not state.done:
                 start, end = state.next_chunk()
                 headers = {**octet, "Content-Range": UploadState.content_range(start, end)}
-                body = _counted(source.body(start, end), progress)
+                body = _Counted(source.body(start, end), progress)
                 with self._call(
                     "PATCH", state.location, "upload PATCH", scopes, headers=headers, body=body
                 ) as response:
@@ -165,7 +164,7 @@ class BlobUploads(RegistrySession):
                     )
         rest: bytes | Body = b""
         if not state.done:
-            rest = _counted(source.body(state.offset, source.size), progress)
+            rest = _Counted(source.body(state.offset, source.size), progress)
         with self._call(
             "PUT", state.finish(digest), "upload PUT", scopes, headers=octet, body=rest
         ) as response:
@@ -198,26 +197,3 @@ class _Counted:
             yield chunk
             if progress is not None:
                 progress.advance(len(chunk))
-
-
-class _CountedFile(_Counted):
-    """:class:`_Counted` over a file range: transports that can may ``sendfile`` it."""
-
-    __slots__ = ()
-
-    def send_to(self, sock: socket.socket, sent: Callable[[int], None] | None = None) -> None:
-        progress = self._progress
-
-        def told(count: int) -> None:
-            if progress is not None:
-                progress.advance(count)
-            if sent is not None:
-                sent(count)
-
-        body = self._body
-        assert isinstance(body, FileBody)
-        body.send_to(sock, told)
-
-
-def _counted(body: Body, progress: Progress | None) -> _Counted:
-    return _CountedFile(body, progress) if isinstance(body, FileBody) else _Counted(body, progress)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,6 @@ __all__ = ["PARTIAL_SUFFIX", "FileSink", "FileSource"]
 
 PARTIAL_SUFFIX = ".partial"
 READ_CHUNK = 1 << 20
-SEND_PIECE = 8 << 20  # bytes per sendfile call (progress is told after each)
 _PIECE = 1 << 20  # bytes per write
 _QUEUED = 8  # pieces in flight: bounds memory at ~8 MiB per blob
 _MAX_IOV = 512  # chunks per writev, well under IOV_MAX (1024)
@@ -174,20 +172,6 @@ class _FileRange:
                     raise LayoutError(f"{self.path} is shorter than its descriptor says")
                 left -= len(chunk)
                 yield chunk
-
-    def send_to(self, sock: socket.socket, sent: Callable[[int], None] | None = None) -> None:
-        """The range straight from the file to ``sock`` (``sendfile``), in pieces of
-        :data:`SEND_PIECE` so that ``sent`` (progress) hears of each."""
-        offset, end = self.start, self.end
-        with self.path.open("rb", buffering=0) as fh:
-            while offset < end:
-                count = min(SEND_PIECE, end - offset)
-                done = sock.sendfile(fh, offset, count)
-                if done < count:
-                    raise LayoutError(f"{self.path} is shorter than its descriptor says")
-                offset += done
-                if sent is not None:
-                    sent(done)
 
 
 @dataclass(frozen=True)

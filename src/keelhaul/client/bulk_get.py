@@ -1,5 +1,5 @@
-"""Streamed blob downloads and uploads over the standard library's ``http.client``: the
-bytes in 1 MiB reads, or from the file with ``sendfile``, nothing in between.
+"""Streamed blob downloads over the standard library's ``http.client``: the bytes in 1 MiB
+reads, nothing in between.
 
 Why a second HTTP stack beside httpx: a blob ``GET`` is one long body, and how it is read
 decides a pull's speed. httpx reads 64 KiB at a time through h11, which copies every byte
@@ -9,12 +9,6 @@ twice more (into its receive buffer, out of it) and builds an event per read; me
 writing to ``/dev/null``). Everything else (tokens, manifests, uploads, pooling, proxies)
 stays on httpx: :class:`~keelhaul.client.httpx_transport.HttpxTransport` hands only
 streamed ``GET`` requests without a proxy here.
-
-Uploads (``PUT``/``PATCH`` whose body is a byte range of a file, :class:`FileBody`) come
-here too: httpx hands each 1 MiB chunk through httpcore and h11 to ``sendall`` after reading
-it into Python; here the kernel copies file to socket (``socket.sendfile``; over TLS it
-falls back to reads and sends), which leaves the CPU to the registry that hashes and stores
-what it receives (on 2 cores, the push's bottleneck).
 
 Connections are kept alive per origin and reused after a body was read to its end; one
 that was not is closed. Redirects (storage backends) are followed up to
@@ -33,7 +27,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
-from keelhaul.client.transport import FileBody, Headers, Request, Response
+from keelhaul.client.transport import Headers, Request, Response
 from keelhaul.errors import (
     ConnectionDropped,
     RegistryClientError,
@@ -101,31 +95,6 @@ class _BulkResponse(Response):
             conn.close()
 
 
-def _send_body(
-    conn: http.client.HTTPConnection,
-    method: str,
-    target: str,
-    headers: Mapping[str, str],
-    body: FileBody,
-) -> bool:
-    """The request line and headers in one write, then the body straight from its file
-    (``sendfile``: no copy through Python). A server that answers before reading the whole
-    body (a 401, a lost session) may close early: False, and its answer is still read."""
-    conn.putrequest(method, target, skip_accept_encoding=True)
-    for key, value in headers.items():
-        conn.putheader(key, value)
-    conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders()
-    sock = conn.sock
-    if sock is None:  # pragma: no cover - endheaders connected it
-        raise http.client.NotConnected
-    try:
-        body.send_to(sock)
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
@@ -186,7 +155,7 @@ class BulkGetter:
         conn.close()
 
     def _exchange(
-        self, method: str, url: str, headers: Mapping[str, str], body: FileBody | None
+        self, url: str, headers: Mapping[str, str]
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection, Origin]:
         parts = urlsplit(url)
         origin: Origin = (parts.scheme, parts.netloc)
@@ -199,15 +168,8 @@ class BulkGetter:
             if conn is None:
                 conn = self._open(origin)
             try:
-                whole = True
-                if body is None:
-                    conn.request(method, target, headers={**self._headers, **headers})
-                else:
-                    whole = _send_body(conn, method, target, {**self._headers, **headers}, body)
-                raw = conn.getresponse()
-                if not whole:
-                    raw.will_close = True  # the server stopped reading: never reused
-                return raw, conn, origin
+                conn.request("GET", target, headers={**self._headers, **headers})
+                return conn.getresponse(), conn, origin
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 conn = None
@@ -218,15 +180,11 @@ class BulkGetter:
                 raise ConnectionDropped(f"connection to {parts.netloc} broke: {reason}") from None
 
     def send(self, request: Request) -> Response:
-        """A streamed ``GET``, or a ``PUT``/``PATCH`` whose body is a :class:`FileBody`."""
         url = request.url
         headers = dict(request.headers)
         origin = urlsplit(url).netloc
-        body = request.body if request.method != "GET" else None
-        if body is not None and not isinstance(body, FileBody):
-            raise TypeError("BulkGetter sends only file bodies")
         for _ in range(MAX_REDIRECTS + 1):
-            raw, conn, where = self._exchange(request.method, url, headers, body)
+            raw, conn, where = self._exchange(url, headers)
             location = raw.getheader("Location")
             if not (request.follow_redirects and raw.status in _REDIRECTS and location):
                 return _BulkResponse(request, raw, conn, where, self)

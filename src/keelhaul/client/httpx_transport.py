@@ -4,8 +4,7 @@ Bodies stream both ways: uploads are sent from the blob's chunk iterator with an
 ``Content-Length`` (no chunked encoding), downloads are iterated as they arrive. httpx
 errors become the three transport errors of :mod:`keelhaul.client.transport`. Streamed
 ``GET``s (blob downloads) go over :mod:`keelhaul.client.bulk_get` instead, six times
-cheaper per byte than httpx's 64 KiB reads, and so do uploads whose body is a file range
-(``sendfile``), unless a proxy applies. Proxy
+cheaper per byte than httpx's 64 KiB reads, unless a proxy applies. Proxy
 variables (``HTTPS_PROXY``, ``NO_PROXY``) and ``SSL_CERT_FILE`` are honoured, as by crane.
 """
 
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from keelhaul.client.bulk_get import BulkGetter, proxied
-from keelhaul.client.transport import FileBody, Headers, Request, Response
+from keelhaul.client.transport import Headers, Request, Response
 from keelhaul.errors import (
     ConnectionDropped,
     RegistryClientError,
@@ -29,7 +28,6 @@ from keelhaul.errors import (
 __all__ = ["HttpxTransport"]
 
 READ_CHUNK = 1 << 20
-_UPLOADS = frozenset({"PUT", "PATCH"})
 
 
 def _host(url: str) -> str:
@@ -118,9 +116,11 @@ class HttpxTransport:
 
     def send(self, request: Request) -> Response:
         if (
-            (request.stream and request.method == "GET" and request.body is None)
-            or (request.method in _UPLOADS and isinstance(request.body, FileBody))
-        ) and not proxied(request.url):
+            request.stream
+            and request.method == "GET"
+            and request.body is None
+            and not proxied(request.url)
+        ):
             return self._bulk.send(request)
         headers = dict(request.headers)
         content: bytes | Iterator[bytes] | None

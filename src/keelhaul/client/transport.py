@@ -22,13 +22,12 @@ Transports raise only :class:`~keelhaul.errors.RegistryUnreachable` (no connecti
 from __future__ import annotations
 
 import abc
-import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
-__all__ = ["Body", "FileBody", "Headers", "Request", "Response", "Transport"]
+__all__ = ["Body", "Headers", "Request", "Response", "Transport"]
 
 CHUNK = 1 << 20
 
@@ -39,16 +38,6 @@ class Body(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[bytes]: ...
-
-
-@runtime_checkable
-class FileBody(Body, Protocol):
-    """A body that is a byte range of a file: a transport may send it with ``sendfile``."""
-
-    def send_to(self, sock: socket.socket, sent: Callable[[int], None] | None = None) -> None:
-        """Write the whole body to ``sock`` (from the start, every time it is called),
-        telling ``sent`` the bytes written as they go."""
-        ...
 
 
 class Headers:
