@@ -10,11 +10,11 @@ On a fresh stack in a temp dir, with a 256 MiB single-layer image (incompressibl
   push   keelhaul push of the layout, against skopeo copy oci:LAYOUT docker://REF, each into
          a repository that lacks the blob. Target: keelhaul >= 1.2 x skopeo.
 
-Three rows are for information: keelhaul's pull without verification, curl followed by
-sha256sum (the like-for-like comparison: what it takes to know curl's bytes are right), and
-keelhaul's push with its upload bodies read into Python and sent through httpx (as before
-uploads went over ``sendfile``). ``--push-only`` runs the three push rows alone (a short
-A/B) and writes bench/results/client_push.json.
+Two rows are for information: keelhaul's pull without verification, and curl followed by
+sha256sum (the like-for-like comparison: what it takes to know curl's bytes are right).
+The push rows also give the registry's CPU-seconds per push (its process, from /proc).
+``--push-only`` runs the push rows alone (a short A/B) and writes
+bench/results/client_push.json.
 
 Each run uses an image (pushes) or output file (pulls) of its own so that no tool finds
 its work already done; the figure is the median of --runs runs, alternating the tools.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import json
 import os
 import platform
@@ -39,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,6 @@ from keelhaul.client.httpx_transport import HttpxTransport
 from keelhaul.client.layout import LayoutWriter, read_layout, write_image
 from keelhaul.client.registry import RegistryClient
 from keelhaul.client.tokens import Credentials, repository_scope
-from keelhaul.client.transport import Body, FileBody, Request, Response
 from keelhaul.stack.stack import Stack
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -56,7 +54,7 @@ from token_bench import tree_cpu
 
 RESULTS = Path(__file__).parent / "results" / "client.json"
 PUSH_RESULTS = Path(__file__).parent / "results" / "client_push.json"
-PUSH, PUSH_ITERATED = "keelhaul push", "keelhaul push, no sendfile"
+PUSH = "keelhaul push"
 MIB = 1 << 20
 
 
@@ -87,32 +85,9 @@ def _timed(action: Callable[[], object]) -> float:
     return seconds
 
 
-class _IteratedBodies(HttpxTransport):
-    """keelhaul's transport as it was before uploads went over ``sendfile``: every upload
-    body is read into Python in 1 MiB chunks and sent through httpx (the A/B row)."""
-
-    def send(self, request: Request) -> Response:
-        if isinstance(request.body, FileBody):
-            request = dataclasses.replace(request, body=_Iterated(request.body))
-        return super().send(request)
-
-
-class _Iterated:
-    """A body seen only as ``len`` and chunks."""
-
-    def __init__(self, body: Body) -> None:
-        self._body = body
-
-    def __len__(self) -> int:
-        return len(self._body)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-
-def _client(host: str, user: str, password: str, *, sendfile: bool = True) -> RegistryClient:
+def _client(host: str, user: str, password: str) -> RegistryClient:
     return RegistryClient(
-        HttpxTransport(timeout=120) if sendfile else _IteratedBodies(timeout=120),
+        HttpxTransport(timeout=120),
         host,
         credentials=Credentials(user, password, source="bench"),
         plain_http=True,
@@ -128,11 +103,9 @@ def _authfile(workdir: Path, host: str, user: str, password: str) -> Path:
     return path
 
 
-def _push_keelhaul(
-    host: str, password: str, layout: Path, repo: str, *, sendfile: bool = True
-) -> float:
+def _push_keelhaul(host: str, password: str, layout: Path, repo: str) -> float:
     image = read_layout(layout)
-    with _client(host, "admin", password, sendfile=sendfile) as client:
+    with _client(host, "admin", password) as client:
         client.ping()  # connection and challenge outside the timing, as skopeo's startup is in
         return _timed(lambda: client.push_image(repo, "1", image))
 
@@ -169,20 +142,17 @@ def _push_runs(
     """Every run pushes an image of its own into a repository of its own. ``cpu`` gets,
     under ``"<tool> (registry)"``, what each push cost the registry too."""
     skopeo = shutil.which("skopeo") or "/usr/bin/skopeo"
-    tools = [PUSH, PUSH_ITERATED, "skopeo copy"]
+    tools = [PUSH, "skopeo copy"]
     for run in range(runs):
-        for tool in tools[run % 3 :] + tools[: run % 3]:  # no tool always follows another
-            seed = 1000 + 3 * run + tools.index(tool)
+        for tool in tools if run % 2 == 0 else tools[::-1]:  # neither always goes first
+            seed = 1000 + 2 * run + tools.index(tool)
             layout = workdir / f"push-{seed}"
             write_image(layout, layers=1, layer_size=size, seed=seed)
             repo = f"admin/bench-push-{seed}"
             _CPU_SPENT[0] = 0.0
             registry_cpu = tree_cpu([registry_pid])
-            if tool != "skopeo copy":
-                sendfile = tool == PUSH
-                times.setdefault(tool, []).append(
-                    _push_keelhaul(host, password, layout, repo, sendfile=sendfile)
-                )
+            if tool == PUSH:
+                times.setdefault(tool, []).append(_push_keelhaul(host, password, layout, repo))
             else:
                 argv = [
                     skopeo, "--insecure-policy", "copy", "--dest-tls-verify=false",
@@ -290,17 +260,13 @@ def _push_report(
     load: tuple[float, float, float],
 ) -> int:
     print(f"\npush only, median of {runs} runs; load average before: {load}\n")
-    for tool in (PUSH, PUSH_ITERATED, "skopeo copy"):
+    for tool in (PUSH, "skopeo copy"):
         each = ", ".join(f"{t:.2f}" for t in measured["times"][tool])
         print(
             f"{tool:<28} {medians[tool]:>6.2f} s {rates[tool]:>7.1f} MiB/s "
             f"{cpu[tool]:>5.2f} CPU s, registry {cpu[f'{tool} (registry)']:>5.2f}  [{each}]"
         )
-    ratios = {
-        "push_keelhaul_over_skopeo": rates[PUSH] / rates["skopeo copy"],
-        "push_no_sendfile_over_skopeo": rates[PUSH_ITERATED] / rates["skopeo copy"],
-        "push_keelhaul_over_no_sendfile": rates[PUSH] / rates[PUSH_ITERATED],
-    }
+    ratios = {"push_keelhaul_over_skopeo": rates[PUSH] / rates["skopeo copy"]}
     for key, value in ratios.items():
         print(f"{key:32} = {value:.3f}")
     document = {
@@ -352,7 +318,6 @@ def main() -> int:
         ("pull", "skopeo pull", "docker:// to oci: (verifies digests)"),
         ("push", "keelhaul push", "OCI layout to a repository without the blob"),
         ("push", "skopeo copy", "the same, oci: to docker://"),
-        ("(info)", PUSH_ITERATED, "upload bodies read into Python and sent through httpx"),
         ("(info)", "keelhaul pull, unverified", "what the sha256 costs keelhaul"),
         ("(info)", "curl + sha256sum", "curl, then verifying as keelhaul does"),
     )
