@@ -12,6 +12,9 @@ On a fresh stack in a temp dir, with a 256 MiB single-layer image (incompressibl
 
 Two rows are for information: keelhaul's pull without verification, and curl followed by
 sha256sum (the like-for-like comparison: what it takes to know curl's bytes are right).
+The push rows also give the registry's CPU-seconds per push (its process, from /proc).
+``--push-only`` runs the push rows alone (a short A/B) and writes
+bench/results/client_push.json.
 
 Each run uses an image (pushes) or output file (pulls) of its own so that no tool finds
 its work already done; the figure is the median of --runs runs, alternating the tools.
@@ -46,7 +49,12 @@ from keelhaul.client.registry import RegistryClient
 from keelhaul.client.tokens import Credentials, repository_scope
 from keelhaul.stack.stack import Stack
 
+sys.path.insert(0, str(Path(__file__).parent))
+from token_bench import tree_cpu
+
 RESULTS = Path(__file__).parent / "results" / "client.json"
+PUSH_RESULTS = Path(__file__).parent / "results" / "client_push.json"
+PUSH = "keelhaul push"
 MIB = 1 << 20
 
 
@@ -129,30 +137,35 @@ def _push_runs(
     runs: int,
     times: dict[str, list[float]],
     cpu: dict[str, list[float]],
+    registry_pid: int,
 ) -> None:
-    """Every run pushes an image of its own into a repository of its own."""
+    """Every run pushes an image of its own into a repository of its own. ``cpu`` gets,
+    under ``"<tool> (registry)"``, what each push cost the registry too."""
     skopeo = shutil.which("skopeo") or "/usr/bin/skopeo"
+    tools = [PUSH, "skopeo copy"]
     for run in range(runs):
-        for tool in ("keelhaul push", "skopeo copy"):
-            _CPU_SPENT[0] = 0.0
-            seed = 1000 + 2 * run + (tool == "skopeo copy")
+        for tool in tools if run % 2 == 0 else tools[::-1]:  # neither always goes first
+            seed = 1000 + 2 * run + tools.index(tool)
             layout = workdir / f"push-{seed}"
             write_image(layout, layers=1, layer_size=size, seed=seed)
             repo = f"admin/bench-push-{seed}"
-            if tool == "keelhaul push":
-                times[tool].append(_push_keelhaul(host, password, layout, repo))
+            _CPU_SPENT[0] = 0.0
+            registry_cpu = tree_cpu([registry_pid])
+            if tool == PUSH:
+                times.setdefault(tool, []).append(_push_keelhaul(host, password, layout, repo))
             else:
                 argv = [
                     skopeo, "--insecure-policy", "copy", "--dest-tls-verify=false",
                     "--dest-authfile", str(authfile), f"oci:{layout}:latest",
                     f"docker://{host}/{repo}:1",
                 ]  # fmt: skip
-                times[tool].append(_run(argv, skopeo_env))
+                times.setdefault(tool, []).append(_run(argv, skopeo_env))
             cpu.setdefault(tool, []).append(_CPU_SPENT[0])
+            cpu.setdefault(f"{tool} (registry)", []).append(tree_cpu([registry_pid]) - registry_cpu)
             shutil.rmtree(layout)
 
 
-def bench(workdir: Path, *, size: int, runs: int) -> dict[str, Any]:
+def bench(workdir: Path, *, size: int, runs: int, push_only: bool = False) -> dict[str, Any]:
     stack = Stack(workdir / "stack")
     state = stack.up()
     host = state.registry.removeprefix("http://")
@@ -162,15 +175,15 @@ def bench(workdir: Path, *, size: int, runs: int) -> dict[str, Any]:
     sha256sum = shutil.which("sha256sum") or "/usr/bin/sha256sum"
     authfile = _authfile(workdir, host, "admin", password)
     skopeo_env = {**os.environ, "HOME": str(workdir)}
-    times: dict[str, list[float]] = {
-        "keelhaul pull": [],
-        "curl": [],
-        "keelhaul push": [],
-        "skopeo copy": [],
-    }
+    times: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     try:
-        _push_runs(workdir, host, password, authfile, skopeo_env, size, runs, times, cpu)
+        _push_runs(
+            workdir, host, password, authfile, skopeo_env, size, runs, times, cpu,
+            state.pids["registry"],
+        )  # fmt: skip
+        if push_only:
+            return {"times": times, "cpu": cpu, "blob_bytes": size, "settings": state.settings}
         # --- pull: the first pushed image, into fresh files each time; the order of the
         # tools alternates from run to run so that none always follows the same one
         repo = "admin/bench-push-1000"
@@ -238,17 +251,62 @@ def _rate(size: int, seconds: float) -> float:
     return size / seconds / MIB
 
 
+def _push_report(
+    measured: dict[str, Any],
+    medians: dict[str, float],
+    rates: dict[str, float],
+    cpu: dict[str, float],
+    runs: int,
+    load: tuple[float, float, float],
+) -> int:
+    print(f"\npush only, median of {runs} runs; load average before: {load}\n")
+    for tool in (PUSH, "skopeo copy"):
+        each = ", ".join(f"{t:.2f}" for t in measured["times"][tool])
+        print(
+            f"{tool:<28} {medians[tool]:>6.2f} s {rates[tool]:>7.1f} MiB/s "
+            f"{cpu[tool]:>5.2f} CPU s, registry {cpu[f'{tool} (registry)']:>5.2f}  [{each}]"
+        )
+    ratios = {"push_keelhaul_over_skopeo": rates[PUSH] / rates["skopeo copy"]}
+    for key, value in ratios.items():
+        print(f"{key:32} = {value:.3f}")
+    document = {
+        "benchmark": "client_push",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_before": load,
+        "blob_bytes": measured["blob_bytes"],
+        "runs": runs,
+        "seconds": measured["times"],
+        "mib_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "median_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "note": "short A/B on a shared 2-core machine: compare the ratios of one run",
+    }
+    write_text(PUSH_RESULTS, json.dumps(document, indent=2) + "\n")
+    print(f"\nwrote {PUSH_RESULTS}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256, help="layer size (default 256)")
     parser.add_argument("--runs", type=int, default=5, help="runs per tool (default 5)")
+    parser.add_argument(
+        "--push-only",
+        action="store_true",
+        help=f"only the push rows (a short A/B), written to {PUSH_RESULTS.name}",
+    )
     args = parser.parse_args()
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="keelhaul-client-bench-") as tmp:
-        measured = bench(Path(tmp), size=args.size_mib * MIB, runs=args.runs)
+        measured = bench(
+            Path(tmp), size=args.size_mib * MIB, runs=args.runs, push_only=args.push_only
+        )
     size = measured["blob_bytes"]
     medians = {tool: statistics.median(ts) for tool, ts in measured["times"].items()}
     rates = {tool: _rate(size, s) for tool, s in medians.items()}
     cpu = {tool: statistics.median(cs) for tool, cs in measured["cpu"].items()}
+    if args.push_only:
+        return _push_report(measured, medians, rates, cpu, args.runs, load)
     pull_ratio = rates["keelhaul pull"] / rates["curl"]
     peer_ratio = rates["keelhaul pull"] / rates["skopeo pull"]
     push_ratio = rates["keelhaul push"] / rates["skopeo copy"]

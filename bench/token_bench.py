@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,17 +214,22 @@ def registry_htpasswd_run(workdir: Path, *, seconds: int, connections: int) -> R
         procs.stop_all([ident], timeout=10)
 
 
-def floor_run(workdir: Path, *, app: str, seconds: int, connections: int) -> Row:
-    """``app`` (a WSGI app spec, in ``bench/``) on the token service's gunicorn settings."""
+@contextlib.contextmanager
+def gunicorn_app(
+    workdir: Path, *, app: str, worker_class: str = WORKER_CLASS, workers: int = WORKERS
+) -> Iterator[tuple[int, str]]:
+    """``app`` (a WSGI app spec, in ``bench/``) on the token service's gunicorn settings:
+    (the master's pid, a URL) while the block runs; stopped by pid after it."""
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    log = workdir / f"gunicorn-{port}.log"
     pid = procs.spawn(
         [
             gunicorn,
             "-k",
-            WORKER_CLASS,
+            worker_class,
             "-w",
-            str(WORKERS),
+            str(workers),
             "--worker-connections",
             "1000",
             "-t",
@@ -235,18 +241,23 @@ def floor_run(workdir: Path, *, app: str, seconds: int, connections: int) -> Row
             "--no-control-socket",
             app,
         ],
-        log=workdir / "floor.log",
+        log=log,
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path(__file__).parent)},
     )
     ident = procs.identity(pid, ["gunicorn"])
     try:
         if not wait_for_port("127.0.0.1", port, 20):
-            raise SystemExit("floor app did not start; see " + str(workdir / "floor.log"))
+            raise SystemExit(f"{app} did not start; see {log}")
         time.sleep(1.0)  # let every worker boot
-        url = f"http://127.0.0.1:{port}/token"
-        return measured([pid], lambda: wrk(url, seconds=seconds, connections=connections))
+        yield pid, f"http://127.0.0.1:{port}/token"
     finally:
         procs.stop_all([ident], timeout=10)
+
+
+def floor_run(workdir: Path, *, app: str, seconds: int, connections: int) -> Row:
+    """``app`` on the token service's gunicorn settings and worker class, loaded by wrk."""
+    with gunicorn_app(workdir, app=app) as (pid, url):
+        return measured([pid], lambda: wrk(url, seconds=seconds, connections=connections))
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from keelhaul.auth.authn.authenticator import Authenticator, AuthnTrace, CacheRe
 from keelhaul.auth.claims import build_claims, token_response
 from keelhaul.auth.refresh import RefreshTokens
 from keelhaul.auth.scopes import Scope, parse_scopes
-from keelhaul.auth.settings import AuthSettings
+from keelhaul.auth.settings import AuthSettings, reuse_limit
 from keelhaul.auth.signing import KeyRing
 from keelhaul.errors import BadRequest, Unauthorized
 
@@ -72,7 +72,6 @@ class Progress:
     """Which backend a password login reached and how it ended (per-backend metrics)."""
 
 
-MAX_REUSE_SECONDS = 10.0
 _MAX_SIGNED = 4096
 
 
@@ -102,7 +101,7 @@ class TokenService:
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
         new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
-        reuse_seconds: float = 0.0,
+        reuse_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.authenticator = authenticator
@@ -112,27 +111,32 @@ class TokenService:
         self._clock = clock
         self._timer = timer
         self._new_id = new_id
-        # reuse of a signed token: at most 10 s and a 30th of the lifetime (see _signed_token)
-        limit = min(MAX_REUSE_SECONDS, settings.token.expiration / 30)
-        self._reuse_seconds = max(0.0, min(reuse_seconds, limit))
+        # reuse of a signed token (token.reuse_seconds unless given): at most 10 s and a
+        # 30th of the lifetime (see _signed_token)
+        wanted = settings.token.reuse_seconds if reuse_seconds is None else reuse_seconds
+        self._reuse_seconds = max(0.0, min(wanted, reuse_limit(settings.token.expiration)))
         self._signed: dict[tuple[object, ...], tuple[str, int]] = {}
 
     def _signed_token(
-        self, subject: str, granted: list[Scope], now: float, p: Progress
+        self, subject: str, revision: bytes, granted: list[Scope], now: float, p: Progress
     ) -> tuple[str, int]:
         """A signed token for ``subject`` and ``granted``, and when it was issued.
 
-        With ``reuse_seconds`` > 0, a token signed for the same account, the same granted
-        access and the same signing key at most that long ago is handed out again instead
-        of signing anew. The rule that keeps this safe: every request is still
-        authenticated (throttle included), authorized and audited, so a user who lost a
-        password or a grant gets nothing; only the signature is shared. The window is at
-        most 10 s and a 30th of the lifetime, the answer's ``expires_in`` is what is left
-        (so a client never holds a token longer than it is valid, and gets at least 29/30
-        of the lifetime it expects) and ``issued_at`` is the token's own. Off by default.
+        With ``reuse_seconds`` > 0 (``token.reuse_seconds``), a token signed for the same
+        account at the same credentials' revision, the same granted access and the same
+        signing key at most that long ago is handed out again instead of signing anew. The
+        rule that keeps this safe: every request is still authenticated (throttle
+        included), authorized and audited, so a removed user, an old password or a lost
+        grant gets nothing; a changed password (a new revision) gets a newly signed token;
+        only the signature is shared. The window is at most 10 s, a 30th of the lifetime
+        and what keeps 60 s left (``reuse_limit``); the answer's ``expires_in`` is what is
+        left (so a client never holds a token longer than it is valid, and gets at least
+        29/30 of the lifetime it expects) and ``issued_at`` is the token's own. Off by
+        default.
         """
         tok = self.settings.token
-        key = (self.keys.signer.kid, subject, tuple(granted)) if self._reuse_seconds else None
+        reusable = self._reuse_seconds > 0
+        key = (self.keys.signer.kid, subject, revision, tuple(granted)) if reusable else None
         if key is not None:
             known = self._signed.get(key)
             if known is not None and 0 <= now - known[1] <= self._reuse_seconds:
@@ -226,7 +230,8 @@ class TokenService:
 
         # --- sign
         now = self._clock()
-        token, issued = self._signed_token(principal.account, granted, now, p)
+        revision = user.revision if user is not None else b""
+        token, issued = self._signed_token(principal.account, revision, granted, now, p)
         refresh = None
         # never for an identity token (OIDC): a refresh token would outlive the job's token;
         # docker then keeps the token itself as the password, verified again at each use

@@ -13,11 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidatorFunctionWrapHandler, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from keelhaul import settings_base
 from keelhaul.auth.aclpatterns import PatternError, pattern_kind
 from keelhaul.auth.authn.options import BackendSettings, LegacyUsers, StaticUser
+from keelhaul.auth.claims import MIN_EXPIRES_IN
 from keelhaul.names import WorkerClass
 from keelhaul.settings_base import FrozenModel
 
@@ -68,6 +75,17 @@ class KeyPair(FrozenModel):
     cert: Path
 
 
+MAX_REUSE_SECONDS = 10.0
+"""The cap on ``token.reuse_seconds``: a reused token is at most this old."""
+
+
+def reuse_limit(expiration: int) -> float:
+    """The longest ``token.reuse_seconds`` for a lifetime: 10 s, a 30th of it, and what
+    keeps a reused token's ``expires_in`` at the spec's 60 s floor (a client assumes 60 s
+    for anything lower, so a token with less left would be used after it expired)."""
+    return max(0.0, min(MAX_REUSE_SECONDS, expiration / 30, expiration - MIN_EXPIRES_IN))
+
+
 class TokenSettings(FrozenModel):
     issuer: str = Field(min_length=1)
     service: str = Field(
@@ -85,6 +103,27 @@ class TokenSettings(FrozenModel):
     include_x5c: bool = True
     keys: list[KeyPair] = Field(min_length=1)
     refresh_expiration: int = Field(default=30 * 86400, ge=300)
+    reuse_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=MAX_REUSE_SECONDS,
+        description="hand out a token signed at most this long ago for the same account, "
+        "granted access and key instead of signing anew (0 = off); at most 10, "
+        "expiration / 30 and expiration - 60, so every client gets at least 29/30 of the "
+        "lifetime and never less than 60 s",
+    )
+
+    @field_validator("reuse_seconds")
+    @classmethod
+    def _reuse_within_lifetime(cls, value: float, info: ValidationInfo) -> float:
+        expiration = info.data.get("expiration")
+        if isinstance(expiration, int) and value > reuse_limit(expiration):
+            raise ValueError(
+                f"at most {reuse_limit(expiration):g} s with token.expiration {expiration} "
+                "(10 s, expiration / 30, and expiration - 60 so a reused token keeps the "
+                "spec's 60 s): lower reuse_seconds or raise expiration"
+            )
+        return value
 
     @field_validator("kid_format", mode="before")
     @classmethod

@@ -19,7 +19,14 @@ first body write (or when the request is done), so a token response is one ``sen
 connection reads the next request; if the client has already sent it, the read returns at
 once and the greenlet never yields, so under load a few connections monopolise the worker
 while others wait for seconds (one worker, constant-200 app, ``wrk -c64``: p99 526 ms
-without, 17 ms with). ``gevent.sleep(0)`` first lets other ready connections go.
+without, 17 ms with). ``gevent.sleep(0)`` first lets other ready connections go: a client
+pipelining 3,000 requests no longer has them all answered before another connection's one
+(``tests/integration/test_auth_worker_fairness.py``, gunicorn's own worker as the control).
+A yield only when the connection's request came without the hub polling (libev's loop
+``iteration``; ``bench/floor_workers.py`` ConditionalYield) was tried: no gain on the
+constant-200 floor, and the warm token path's half-rate p99 was worse in both A/B runs of
+``bench/token_ab.py``, so every request still yields (the yield is ~2% of a worker's
+samples under wrk).
 """
 
 from __future__ import annotations
