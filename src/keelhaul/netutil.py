@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from collections.abc import Callable, Iterator
 
-__all__ = ["free_port", "wait_for_port"]
+__all__ = ["free_port", "port_picker", "wait_for_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -13,6 +15,32 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def port_picker(host: str = "127.0.0.1") -> Iterator[Callable[[], int]]:
+    """``pick()`` gives a free port that no other pick of this block gives: each picked
+    socket stays bound until the block ends. :func:`free_port` closes its socket at once,
+    so when few ports are free (tens of thousands of loopback connections in TIME_WAIT
+    after a benchmark) the OS hands the same port out again and again. Raises ``OSError``
+    when no port is free at all."""
+    held: list[socket.socket] = []
+
+    def pick() -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            sock.close()
+            raise
+        held.append(sock)
+        return int(sock.getsockname()[1])
+
+    try:
+        yield pick
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:

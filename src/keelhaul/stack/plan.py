@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keelhaul.errors import StackError
 from keelhaul.stack.layout import StackLayout
 from keelhaul.stack.settings import StackSettings, wanted_components
 from keelhaul.stack.storage import StorageSettings
@@ -162,6 +163,29 @@ SERVICE_NAMES: Mapping[str, str] = {
 """Component -> the host name its peers use in compose and Kubernetes (Service names)."""
 
 
+def pick_distinct(pick: Callable[[], int], taken: set[int], component: str) -> int:
+    """A port from ``pick`` that is not in ``taken``; a :class:`StackError` naming the likely
+    cause when the host has none to give (never a traceback)."""
+    try:
+        for _ in range(100):
+            port = pick()
+            if port not in taken:
+                return port
+    except OSError as exc:
+        raise StackError(
+            f"{component}: no free TCP port on 127.0.0.1 ({exc.strerror}); {_EXHAUSTED}"
+        ) from None
+    raise StackError(
+        f"{component}: no free TCP port on 127.0.0.1 other than {sorted(taken)}; {_EXHAUSTED}"
+    )
+
+
+_EXHAUSTED = (
+    "the ephemeral ports may be held by connections in TIME_WAIT (`ss -tan state time-wait | "
+    "wc -l`; they clear within a minute), or set ports with --port COMPONENT=PORT"
+)
+
+
 def choose_ports(settings: StackSettings, pick: Callable[[], int]) -> dict[str, int]:
     """Forced ports from the settings, the rest from ``pick`` (never two equal ones)."""
     wanted = wanted_components(settings)
@@ -170,14 +194,8 @@ def choose_ports(settings: StackSettings, pick: Callable[[], int]) -> dict[str, 
     for component in wanted:
         if component in ports:
             continue
-        for _ in range(100):
-            port = pick()
-            if port not in taken:
-                break
-        else:  # pragma: no cover - the OS hands out distinct ephemeral ports
-            raise RuntimeError("could not find distinct free ports")
-        ports[component] = port
-        taken.add(port)
+        ports[component] = pick_distinct(pick, taken, component)
+        taken.add(ports[component])
     return ports
 
 

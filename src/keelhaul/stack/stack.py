@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from keelhaul.errors import ComponentError, ConfigError, MissingBinaryError, StackError
-from keelhaul.netutil import free_port
+from keelhaul.netutil import port_picker
 from keelhaul.settings_base import validation_problems
 from keelhaul.stack import procs
 from keelhaul.stack.components import (
@@ -36,7 +36,7 @@ from keelhaul.stack.components import (
 from keelhaul.stack.files import Prepared, prepare_files, rewrite_config, rotate_log
 from keelhaul.stack.health import PROBES, probe_external_redis
 from keelhaul.stack.layout import StackLayout
-from keelhaul.stack.plan import StackPlan, choose_ports
+from keelhaul.stack.plan import StackPlan, choose_ports, pick_distinct
 from keelhaul.stack.procs import Health, Identity
 from keelhaul.stack.reconfigure import components_for
 from keelhaul.stack.redisurl import parse_external_redis
@@ -128,7 +128,7 @@ class Stack:
         *,
         environ: Mapping[str, str] | None = None,
         python: str = sys.executable,
-        pick_port: Callable[[], int] = free_port,
+        pick_port: Callable[[], int] | None = None,
     ) -> None:
         self.layout = StackLayout.at(directory)
         self.settings = settings if settings is not None else StackSettings()
@@ -194,9 +194,9 @@ class Stack:
 
     def _start_all(self, binaries: Mapping[str, str], say: Callable[[str], None]) -> StackState:
         """Start every component in order; on any failure stop those started, then raise."""
-        plan = StackPlan.local(
-            self.layout, self.settings, choose_ports(self.settings, self._pick_port)
-        )
+        with port_picker() as held:
+            ports = choose_ports(self.settings, self._pick_port or held)
+        plan = StackPlan.local(self.layout, self.settings, ports)
         prepared = prepare_files(plan, self.layout)
         specs = component_specs(plan, self.layout, binaries, python=self._python)
         state = self._initial_state(plan, specs, prepared)
@@ -314,8 +314,8 @@ class Stack:
         """The own Redis' port, URL and log recorded when it is about to start."""
         if not settings.own_redis or "redis" in state.ports:
             return state
-        taken = set(state.ports.values())
-        port = next(p for p in iter(self._pick_port, None) if p not in taken)
+        with port_picker() as held:
+            port = pick_distinct(self._pick_port or held, set(state.ports.values()), "redis")
         ports = {"redis": port, **state.ports}
         plan = StackPlan.local(self.layout, settings, ports)
         return state.model_copy(
