@@ -78,7 +78,7 @@ def test_one_sync_worker_gets_its_workers_answered(tmp_path: Path) -> None:
     # on 2 CPUs the token service is the limit only when its work is not cheap: bcrypt 8
     # without the cache keeps the one worker busy, and more workers use the second CPU
     knobs = ("--auth-workers", "1", "--auth-worker-class", "sync", "--no-credential-cache",
-             "--bcrypt-cost", "8")  # fmt: skip
+             "--bcrypt-cost", "10")  # fmt: skip
     with running_stack(tmp_path / "s", *knobs) as info:
         doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "16")
     assert first_verdict(doc) == "token_workers", doc["steps"][0]["verdict"]
