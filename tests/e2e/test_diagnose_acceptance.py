@@ -11,7 +11,9 @@ Issue #11: every stack runs with ``--monitoring`` (Debian's Prometheus scraping 
 and the node, process, nginx and Redis exporters each second), and every scenario is
 diagnosed twice over the same seconds, by the local source and through that Prometheus;
 both must name the same tier. The Prometheus run treats the stack as remote: it is given
-only the Prometheus URL and the load generator's pid.
+only the Prometheus URL and the load generator's pid. The same bottlenecks driven by the
+load kit (``keelhaul load --target --diagnose --prometheus``) instead of ``hey``:
+``test_diagnose_load_prometheus.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,11 +30,18 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
+from support.diagnosis import (
+    busy_redis,
+    cpu_starved,
+    load_through_prometheus,
+    read_report,
+    stack_prometheus,
+    start_cli,
+    verdict_text,
+)
 from support.heyload import hey as run_hey
-from support.promkit import wait_for_targets
-from support.stacks import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
+from support.stacks import StackInfo, clean_env, keelhaul, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -45,10 +49,6 @@ WATCH_S = 10
 WARMUP_S = 1.5
 SERVICE = "keelhaul-registry"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-BUSY_LUA = (
-    "local t=redis.call('TIME') local s=t[1]*1000000+t[2] "
-    "repeat local n=redis.call('TIME') until (n[1]*1000000+n[2])-s >= tonumber(ARGV[1]) return 1"
-)
 
 
 @pytest.fixture(scope="module")
@@ -79,32 +79,10 @@ def token_url(info: StackInfo, repo: str = "admin/app") -> str:
     return f"{info.entry}/token?service={SERVICE}&scope=repository:{repo}:pull"
 
 
-JOBS = {"nginx", "auth", "registry", "redis", "node", "process", "prometheus"}
-
-
 @contextlib.contextmanager
 def monitored(info: StackInfo) -> Iterator[str]:
-    """The Prometheus of a stack started with ``--monitoring`` (its URL, from stack.json),
-    once every job has been scraped a few times."""
-    url = info.raw["prometheus"]
-    wait_for_targets(url, JOBS)
-    yield url
-
-
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "keelhaul", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
-    )  # fmt: skip
-
-
-def _report(proc: subprocess.Popen[str], report: Path) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=CLI_TIMEOUT)
-    assert proc.returncode == 0, err
-    assert out.startswith("verdict: ")
-    doc: dict[str, Any] = json.loads(report.read_text())
-    assert report.with_suffix(".html").stat().st_size > 10_000
-    return doc
+    """The Prometheus of a stack started with ``--monitoring``, every job scraped."""
+    yield stack_prometheus(info)
 
 
 def diagnose(
@@ -113,7 +91,7 @@ def diagnose(
     """The local diagnosis; with ``prometheus``, the same seconds through it too, and the
     two must name the same tier (the Prometheus document is under ``"through_prometheus"``)."""
     report = out / f"diagnosis-{uuid.uuid4().hex[:6]}.json"
-    local = _start(
+    local = start_cli(
         "diagnose", "--dir", str(info.dir), "--duration", str(WATCH_S),
         "--json", str(report), "--html", str(report.with_suffix(".html")), *extra,
     )  # fmt: skip
@@ -121,15 +99,15 @@ def diagnose(
     if prometheus is not None:
         pids = [a for i, a in enumerate(extra) if i and extra[i - 1] == "--load-pid"]
         remote_report = report.with_name(report.stem + "-prometheus.json")
-        remote = _start(
+        remote = start_cli(
             "diagnose", "--prometheus", prometheus, "--duration", str(WATCH_S),
             "--json", str(remote_report), "--html", str(remote_report.with_suffix(".html")),
             *(a for pid in pids for a in ("--load-pid", pid)),
         )  # fmt: skip
     try:
-        doc = _report(local, report)
+        doc = read_report(local, report)
         if remote is not None:
-            prom = _report(remote, remote_report)
+            prom = read_report(remote, remote_report)
             assert prom["source"]["kind"] == "prometheus"
             assert prom["source"]["resolution_s"] == pytest.approx(1.0, abs=0.05)
             assert prom["source"]["unseen"] == []
@@ -143,11 +121,6 @@ def diagnose(
                 proc.kill()
                 proc.wait(timeout=10)
     return doc
-
-
-def verdict_text(doc: dict[str, Any]) -> str:
-    v = doc["verdict"]
-    return "\n".join([f"{v['tier']}: {v['title']}", *v["evidence"], *v["caveats"]])
 
 
 # --- 1-3: the token service and the proxy, each built wrong on purpose ---------------------
@@ -266,56 +239,11 @@ def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
     assert (out / "diagnosis.html").stat().st_size > 10_000
     remote = load_through_prometheus(
         healthy, healthy_prometheus, tmp_path / "through-prometheus",
-        "--mix", "login=1", "--rate", "15/s", "--users", "10",
-    )  # fmt: skip
+        "--mix", "login=1", "--rate", "15/s", "--users", "10", run_s=WATCH_S,
+    ).doc  # fmt: skip
     assert remote["verdict"]["tier"] == doc["verdict"]["tier"], verdict_text(remote)
     token = next(w for w in remote["waterfalls"] if w["stage"] == "token")
     assert token["observer"] == "client"
-
-
-def load_through_prometheus(
-    info: StackInfo, prometheus: str, out: Path, *load: str
-) -> dict[str, Any]:
-    """``keelhaul load --target <entry> --diagnose --prometheus <url>``: the stack as a
-    remote one (no stack directory, no pid, no file of it), credentials on stdin."""
-    done = subprocess.run(
-        [sys.executable, "-m", "keelhaul", "load", "--target", info.entry,
-         "-u", "admin", "--password-stdin", *load, "--run-time", f"{WATCH_S}s",
-         "--images", "1", "--layer-size", "64k",
-         "--diagnose", "--prometheus", prometheus, "--diagnose-dir", str(out)],
-        input=info.password("admin") + "\n", capture_output=True, text=True,
-        env=clean_env(), timeout=CLI_TIMEOUT, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "verdict: " in done.stdout
-    doc: dict[str, Any] = json.loads((out / "diagnosis.json").read_text())
-    assert doc["source"]["kind"] == "prometheus" and doc["source"]["unseen"] == []
-    assert "stack_dir" not in doc["watched"]
-    assert doc["signals"]["tiers"]["generator"]["procs"] >= 1  # this load process, sampled here
-    assert (out / "diagnosis.html").stat().st_size > 10_000
-    return doc
-
-
-@contextlib.contextmanager
-def busy_redis(url: str, busy_us: int = 40_000, gap_s: float = 0.005) -> Iterator[None]:
-    """A client that keeps Redis' one thread in a script ~90% of the time (a slow command)."""
-    stop = threading.Event()
-    client = redis.Redis.from_url(url, socket_timeout=5)
-
-    def loop() -> None:
-        deadline = time.monotonic() + WARMUP_S + WATCH_S + 10
-        while not stop.is_set() and time.monotonic() < deadline:
-            client.eval(BUSY_LUA, 0, busy_us)
-            stop.wait(gap_s)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        client.close()
 
 
 def test_a_redis_busy_with_a_slow_script_is_named(
@@ -324,7 +252,7 @@ def test_a_redis_busy_with_a_slow_script_is_named(
     redis_url = healthy.raw["redis_url"]
     headers = [bearer(healthy), f"Accept: {MANIFEST}"]
     with (
-        busy_redis(redis_url),
+        busy_redis(redis_url, WARMUP_S + WATCH_S + 10),
         hey(hey_binary, manifest_url(healthy), headers=headers, concurrency=16) as load,
     ):
         doc = diagnose(
@@ -333,48 +261,6 @@ def test_a_redis_busy_with_a_slow_script_is_named(
     assert doc["verdict"]["tier"] == "redis", verdict_text(doc)
     top = doc["signals"]["redis"]["top_commands"][0]
     assert top["command"] == "eval"
-
-
-@contextlib.contextmanager
-def cpu_starved(pid: int, cores: float = 0.05) -> Iterator[str]:
-    """The process under a CPU quota (its own cgroup, v1 ``cpu`` controller) like a container
-    with a tiny CPU limit; where cgroups cannot be written, SIGSTOP/SIGCONT duty cycling."""
-    v1 = Path("/sys/fs/cgroup/cpu")
-    if (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):
-        group = v1 / f"keelhaul-test-{uuid.uuid4().hex[:8]}"
-        group.mkdir()
-        try:
-            (group / "cpu.cfs_period_us").write_text("100000")
-            (group / "cpu.cfs_quota_us").write_text(str(int(cores * 100_000)))
-            (group / "cgroup.procs").write_text(str(pid))
-            yield "cgroup"
-        finally:
-            with contextlib.suppress(OSError):
-                (v1 / "cgroup.procs").write_text(str(pid))
-            for _ in range(50):
-                try:
-                    group.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-        return
-    stop = threading.Event()
-
-    def cycle() -> None:
-        while not stop.is_set():
-            os.kill(pid, signal.SIGSTOP)
-            stop.wait(0.09)
-            os.kill(pid, signal.SIGCONT)
-            stop.wait(0.01)
-
-    thread = threading.Thread(target=cycle, daemon=True)
-    thread.start()
-    try:
-        yield "sigstop"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_a_registry_starved_of_cpu_is_named(

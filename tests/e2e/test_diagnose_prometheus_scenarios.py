@@ -37,9 +37,10 @@ import yaml
 from keelhaul.netutil import free_port, wait_for_port
 from support import cadvisor_standin
 from support.cgroups import CpuGroups, available, cpu_groups, family
+from support.diagnosis import load_through_prometheus, stack_prometheus, verdict_text
 from support.heyload import hey
 from support.promkit import Monitoring, spawn, start_prometheus_with, wait_for_targets
-from support.stacks import CLI_TIMEOUT, StackInfo, clean_env, keelhaul, running_stack
+from support.stacks import StackInfo, keelhaul, running_stack
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,11 +54,6 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 NAMESPACE = "registry-prod"
 TIERS = ("nginx", "auth", "registry", "redis")
 QUOTA = 0.25
-
-
-def verdict_text(doc: Mapping[str, Any]) -> str:
-    v = doc["verdict"]
-    return "\n".join([f"{v['tier']}: {v['title']}", *v["evidence"], *v["caveats"]])
 
 
 def assert_throttled_verdict(doc: Mapping[str, Any], verdict: str, tier: str, quota: float) -> None:
@@ -234,7 +230,6 @@ def test_a_token_service_under_a_cpu_quota_is_named_through_cadvisor_throttling(
 
 GENERATOR_QUOTA = 0.05
 STACK_REQUESTS = 8.0
-PROGRESS = "keelhaul load: progress "
 
 
 def wait_for_file(path: Path, timeout: float = 30.0) -> None:
@@ -258,48 +253,24 @@ def test_a_generator_under_a_cpu_quota_is_the_limit_through_prometheus(
     processes would otherwise starve the stack itself and make it, honestly, the limit.
     The stack is remote to the run: entry URL, credentials on stdin, its Prometheus; no
     stack directory, no pid, no file of it."""
-    prometheus = stack.raw["prometheus"]
-    wait_for_targets(prometheus, {*TIERS, "node", "process"})
+    prometheus = stack_prometheus(stack)
     out = tmp_path / "diagnosis"
-    load = [
-        sys.executable, "-m", "keelhaul", "load", "--target", stack.entry,
-        "-u", "admin", "--password-stdin", "--mix", "login=1", "--users", "20",
-        "--run-time", f"{WATCH_S}s", "--images", "1", "--layer-size", "64k",
-        "--print-every", "1",
-        "--diagnose", "--prometheus", prometheus, "--diagnose-dir", str(out),
-    ]  # fmt: skip
     with (
         cpu_groups() as groups,
         tiers_in_pods(groups, stack, {}, requests=STACK_REQUESTS),
     ):
         rel = groups.make("loadgen-pod/load")
         enter = "; ".join(f"echo $$ > {f}" for f in groups.procs_files(rel))
-        proc = subprocess.Popen(
-            ["sh", "-c", f'{enter}; exec "$@"', "load-in-pod", *load],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=clean_env(),
+
+        def limited_while_it_runs() -> None:
+            wait_for_file(out / "agent" / "ready")  # its sampler too: then the limit
+            groups.limit(rel, GENERATOR_QUOTA)
+            time.sleep(WATCH_S - 2)
+            groups.limit(rel, None)
+
+        run = load_through_prometheus(
+            stack, prometheus, out, "--mix", "login=1", "--users", "20", run_s=WATCH_S,
+            within=("sh", "-c", f'{enter}; exec "$@"', "load-in-pod"),
+            at_start=limited_while_it_runs,
         )  # fmt: skip
-        try:
-            assert proc.stdin is not None and proc.stderr is not None
-            proc.stdin.write(stack.password("admin") + "\n")
-            proc.stdin.close()
-            proc.stdin = None  # given and closed: communicate() must not flush it
-            early = []
-            for line in proc.stderr:  # the run has begun at its first progress line
-                early.append(line)
-                if line.startswith(PROGRESS):
-                    wait_for_file(out / "agent" / "ready")  # its sampler too: then the limit
-                    groups.limit(rel, GENERATOR_QUOTA)
-                    time.sleep(WATCH_S - 2)
-                    groups.limit(rel, None)
-                    break
-            stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-    assert proc.returncode == 0, "".join(early) + stderr
-    assert "verdict: " in stdout
-    doc = json.loads((out / "diagnosis.json").read_text())
-    assert "stack_dir" not in doc["watched"]
-    assert_throttled_verdict(doc, "load_generator", "generator", GENERATOR_QUOTA)
+    assert_throttled_verdict(run.doc, "load_generator", "generator", GENERATOR_QUOTA)
