@@ -38,7 +38,7 @@ test suite ran beside (load average 3.2-4.3; processes outside the stack 0.5-1.0
   thread 0.20 CPU) and both sources name the workers (locally: slots full in 78 % of
   samples or more; through Prometheus: a token request waited 38-62 ms for a worker and
   took 0.4-0.6 ms in the app; 288-403 logins/s) in 3 of 3 runs: that is the case kept,
-  beside the tune test's variant with hashing work.
+  beside a variant with hashing work (one sync worker, no cache, bcrypt 8).
 * No credential cache and bcrypt cost 12 (``--mix login=1 --users 8``): the load kit
   drives it (the load process used 0.01-0.03 CPU) and the local source names the token
   service's CPU (4 workers wanting 4.0 CPUs, 1.0-1.5 of them run), but through Prometheus

@@ -75,7 +75,7 @@ def test_no_credential_cache_with_a_slow_hash_gets_the_cache(tmp_path: Path) -> 
 
 
 def test_one_sync_worker_gets_its_workers_answered(tmp_path: Path) -> None:
-    # on 2 CPUs the token service is the limit only when its work is not cheap: bcrypt 8
+    # on 2 CPUs the token service is the limit only when its work is not cheap: bcrypt 10
     # without the cache keeps the one worker busy, and more workers use the second CPU
     knobs = ("--auth-workers", "1", "--auth-worker-class", "sync", "--no-credential-cache",
              "--bcrypt-cost", "10")  # fmt: skip
