@@ -14,7 +14,9 @@ bottleneck (stack knobs / perturbation)   ``keelhaul load``                     
 one sync worker (as in the acceptance)    ``--mix login=1 -u 32 --processes 2``  token workers
 one sync worker, no cache, bcrypt cost 8  ``--mix login=1 -u 16``                token workers
 one nginx worker, 16 connections          ``--mix login=1 -u 64``                proxy
+no credential cache, bcrypt cost 12       ``--mix login=1 -u 8``                 token CPU
 Redis kept busy by a 40 ms Lua script     ``--mix pull-reuse=1 -u 16``           Redis
+the registry under a 0.05-CPU quota       ``--mix pull-reuse=1 -u 16``           registry
 ========================================  =====================================  =============
 
 ``pull-reuse`` keeps one client and its token across a user's iterations, so its requests
@@ -23,17 +25,7 @@ blobs of the image the run seeds. Each run lasts RUN_S seconds after a few of st
 seeding; the perturbations start before the run (seeding goes through them too) and end
 after it. Every process is stopped by pid.
 
-Not here: the registry under a 0.05-CPU quota (``--mix pull-reuse=1 -u 16``). It passed
-in 3 of 3 runs at 07:01-07:16 UTC (load average 2-4), then failed on the quiet machine at
-07:30: the local source named the registry ("throttled in 100 % of CPU periods (limit 0.05
-CPUs)", handlers 1,903 ms on average), Prometheus said "none" (registry demand 0.05 CPUs).
-Through ``stack up --monitoring`` the registry's CPU comes from process-exporter, which has
-no throttling counters, and the run-queue estimate is off for the multi-threaded registry
-(see ``promseries``), so a quota on it is invisible unless its starved ``/metrics`` fails
-to answer; cAdvisor's throttling series see it (``test_diagnose_prometheus_scenarios.py``,
-with the stand-in). Until the Prometheus path has a signal for it, it is not asserted here.
-
-Also not here, measured on 2026-12-07 07:01-07:09 UTC on this 2-core host while another full
+Not here, measured on 2026-12-07 07:01-07:09 UTC on this 2-core host while another full
 test suite ran beside (load average 3.2-4.3; processes outside the stack 0.5-1.0 CPU):
 
 * One sync worker driven by ONE load process (``--mix login=1 --users 16``, the
@@ -48,17 +40,15 @@ test suite ran beside (load average 3.2-4.3; processes outside the stack 0.5-1.0
   samples or more; through Prometheus: a token request waited 38-62 ms for a worker and
   took 0.4-0.6 ms in the app; 288-403 logins/s) in 3 of 3 runs: that is the case kept,
   beside a variant with hashing work (one sync worker, no cache, bcrypt 8).
-* No credential cache and bcrypt cost 12 (``--mix login=1 --users 8``): the load kit
-  drives it (the load process used 0.01-0.03 CPU) and the local source names the token
-  service's CPU (4 workers wanting 4.0 CPUs, 1.0-1.5 of them run), but through Prometheus
-  the verdict was "none" in 2 of 2 runs: with neighbours on 0.45-0.95 CPU the token service
-  could use only 1.02-1.51 of the 2 CPUs (the rule wants 1.6), and its wait for a CPU was
-  not estimated (``runq_seen`` false: the estimate needs process-exporter to count as many
-  threads as processes for the tier). In the ``hey`` run of the acceptance at 07:10 UTC the
-  estimate was made (the workers wanting 4.0 CPUs) and the verdict was token CPU. In a probe
-  (``--users 8``, 8 s) the token service's 5 processes counted 6 threads in 5 of 16
-  one-second samples mid-run; where the extra thread comes from is not yet known. Not
-  measured on a quiet host.
+* Until 2026-12-07 08:00 UTC two cases here failed through process-exporter and were left
+  out: the registry under a quota (Prometheus said "none": process-exporter has no
+  throttling counters, the run-queue estimate was off for threaded processes, and a failed
+  scrape of the starved registry read as zero requests) and no cache with bcrypt 12
+  (Prometheus said "none": one worker had started a second thread in some samples, which
+  turned the estimate off). Both are back since failed scrapes are unreadable samples and
+  threaded processes get the estimate's floor (``promseries.runnable_floor``): all seven
+  passed at 08:07-08:13 UTC (registry: "wanted ~1.93 CPUs (ran 0.05 ...)", handlers
+  1,985 ms; bcrypt 12: "4 worker(s) wanted ~3.77 CPUs (ran 1.86 ...)").
 """
 
 from __future__ import annotations
@@ -72,6 +62,7 @@ import pytest
 
 from support.diagnosis import (
     busy_redis,
+    cpu_starved,
     load_through_prometheus,
     stack_prometheus,
     verdict_text,
@@ -95,6 +86,10 @@ def nothing(info: StackInfo) -> contextlib.AbstractContextManager[object]:
 
 def redis_busy(info: StackInfo) -> contextlib.AbstractContextManager[object]:
     return busy_redis(info.raw["redis_url"], PERTURB_S)
+
+
+def registry_starved(info: StackInfo) -> contextlib.AbstractContextManager[object]:
+    return cpu_starved(info.pids["registry"])
 
 
 @dataclass(frozen=True)
@@ -135,7 +130,19 @@ CASES = (
         ("--mix", "login=1", "--users", "64"),
         knobs=("--proxy-workers", "1", "--proxy-connections", "16"),
     ),
+    Case(
+        "no-cache-bcrypt-12",
+        "token_cpu",
+        ("--mix", "login=1", "--users", "8"),
+        knobs=("--no-credential-cache", "--bcrypt-cost", "12"),
+    ),
     Case("redis-busy", "redis", ("--mix", "pull-reuse=1", "--users", "16"), perturb=redis_busy),
+    Case(
+        "registry-cpu-starved",
+        "registry",
+        ("--mix", "pull-reuse=1", "--users", "16"),
+        perturb=registry_starved,
+    ),
 )
 
 

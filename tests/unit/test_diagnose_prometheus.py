@@ -22,7 +22,14 @@ from keelhaul.diagnose.loadreport import ClientRun
 from keelhaul.diagnose.model import Reading, Tick
 from keelhaul.diagnose.promapi import check_url
 from keelhaul.diagnose.promrun import parse_window
-from keelhaul.diagnose.promseries import Query, build_collection, merge_local, queries, spacing
+from keelhaul.diagnose.promseries import (
+    SCRAPE,
+    Query,
+    build_collection,
+    merge_local,
+    queries,
+    spacing,
+)
 from keelhaul.diagnose.report_html import render_html
 from keelhaul.diagnose.report_json import build_document, dumps
 from keelhaul.diagnose.signals import ClientStage, derive
@@ -220,6 +227,38 @@ def test_a_step_without_samples_is_unreadable_not_zero() -> None:
     assert errors[3:6] == ["no auth samples at this step"] * 3
     assert all(e is None for e in errors[:3] + errors[6:])
     assert derive(collection).errors["auth"] == 3
+
+
+def test_a_failed_scrape_is_unreadable_not_zero() -> None:
+    """Prometheus keeps ``up`` and ``scrape_duration_seconds`` for a scrape that timed out;
+    the registry's own series are stale at those steps: unreadable, never zero requests."""
+    rec = recorded()
+    times = steps_of(rec)
+    failed = set(times[2:7])
+    results: dict[Query, list[Any]] = {}
+    for q in queries(LOCAL):
+        matrix = rec["results"][f"{q.kind}/{q.tier}"]
+        if q.tier == "registry" and q.kind == "metrics":
+            matrix = [
+                {**series, "values": [v for v in series["values"] if v[0] not in failed]}
+                for series in matrix
+            ]
+            job = {"job": "registry", "instance": "127.0.0.1:5001"}
+            matrix += [
+                {"metric": {"__name__": "up", **job},
+                 "values": [[t, "0" if t in failed else "1"] for t in times]},
+                {"metric": {"__name__": SCRAPE, **job},
+                 "values": [[t, "1.0" if t in failed else "0.004"] for t in times]},
+            ]  # fmt: skip
+        results[q] = matrix
+    collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
+    errors = [t.reading("registry").error for t in collection.ticks]  # type: ignore[union-attr]
+    failure = "Prometheus' scrape of the registry metrics failed after 1.00 s (up=0)"
+    assert errors[2:7] == [failure] * 5
+    assert all(e is None for e in errors[:2] + errors[7:])
+    s = derive(collection)
+    assert s.errors["registry"] == 5
+    assert s.registry is not None and s.registry.scrape_error_share == pytest.approx(5 / s.steps)
 
 
 # --- cAdvisor: a tier under a CPU quota seen through throttling counters -------------------
@@ -470,31 +509,38 @@ def test_scrape_jitter_on_a_busy_host_is_not_a_queue() -> None:
     assert decide(s).tier != "token_workers"
 
 
-def _with_states(running: float, threads_per_proc: float) -> Any:
-    """The recorded run, with process-exporter's ``states{state="Running"}`` and
-    ``num_threads`` added to the token service's CPU series."""
+def _with_states(running: float, threads_per_proc: float, doubled: float = 0.0) -> Any:
+    """The recorded run, with process-exporter's ``states`` and ``num_threads`` added to the
+    token service's CPU series: ``running`` threads Running, the rest Sleeping, the states
+    adding up to the threads plus ``doubled`` (its multi-threaded processes, whose main
+    thread process-exporter counts twice)."""
     rec = recorded()
     times = steps_of(rec)
     procs = next(
         m for m in rec["results"]["cpu/auth"]
         if m["metric"]["__name__"] == "namedprocess_namegroup_num_procs"
     )  # fmt: skip
+    threads = [(t, float(v) * threads_per_proc) for t, v in procs["values"]]
     results: dict[Query, list[Any]] = {}
     for q in queries(LOCAL):
         results[q] = list(rec["results"][f"{q.kind}/{q.tier}"])
         if (q.tier, q.kind) == ("auth", "cpu"):
             group = {"groupname": "auth"}
+            state = "namedprocess_namegroup_states"
             results[q] += [
                 {
-                    "metric": {"__name__": "namedprocess_namegroup_states", **group,
-                               "state": "Running"},
-                    "values": [[t, str(running)] for t in times],
+                    "metric": {"__name__": state, **group, "state": "Running"},
+                    "values": [[t, str(running)] for t, _ in threads],
+                },
+                {
+                    "metric": {"__name__": state, **group, "state": "Sleeping"},
+                    "values": [[t, str(n + doubled - running)] for t, n in threads],
                 },
                 {
                     "metric": {"__name__": "namedprocess_namegroup_num_threads", **group},
-                    "values": [[t, str(float(v) * threads_per_proc)] for t, v in procs["values"]],
+                    "values": [[t, str(n)] for t, n in threads],
                 },
-            ]  # fmt: skip
+            ]
     collection, _ = build_collection(results, times, cpu_source="process-exporter", meta={})
     return collection
 
@@ -503,13 +549,30 @@ def test_single_threaded_processes_found_runnable_estimate_the_run_queue_wait() 
     """Four single-threaded workers always runnable on a host where they got 0.3 CPU:
     they wanted four CPUs (the local source's schedstat view)."""
     auth = derive(_with_states(4, threads_per_proc=1)).tiers["auth"]
-    assert auth.runq_seen
+    assert auth.runq_seen and not auth.runq_floor
     assert auth.demand == pytest.approx(4.0)
     assert auth.runq == pytest.approx(4.0 - auth.cpu)
 
 
-def test_multi_threaded_processes_found_runnable_estimate_nothing() -> None:
-    auth = derive(_with_states(4, threads_per_proc=2)).tiers["auth"]
+@pytest.mark.parametrize(("running", "doubled", "floor"), [(5, 1, 4), (4, 5, 2), (1, 1, 0.5)])
+def test_multi_threaded_processes_found_runnable_give_a_lower_bound(
+    running: float, doubled: float, floor: float
+) -> None:
+    """``doubled`` processes have a second thread: at most that many main threads are
+    counted twice, and each only if it ran, so at least ``running - doubled`` threads and
+    at least half of ``running`` were runnable."""
+    s = derive(_with_states(running, threads_per_proc=2, doubled=doubled))
+    auth = s.tiers["auth"]
+    assert auth.runq_seen and auth.runq_floor
+    assert auth.demand == pytest.approx(max(floor, auth.cpu))
+    if floor >= 2:  # more than the host's CPUs: the evidence says how it was estimated
+        assert f"4 worker(s) wanted ~{auth.demand:.2f} CPUs" in decide(s).text()
+        assert "from the threads found runnable at each scrape" in decide(s).text()
+
+
+def test_states_that_do_not_add_up_estimate_nothing() -> None:
+    """Fewer states than threads (an exporter that counts differently): no estimate."""
+    auth = derive(_with_states(4, threads_per_proc=2, doubled=-20)).tiers["auth"]
     assert not auth.runq_seen
     assert auth.demand == auth.cpu
 
@@ -523,8 +586,8 @@ def test_process_exporters_states_count_a_threaded_process_main_thread_twice() -
     of each spinning on a CPU, the other asleep. ``main-busy`` spins in its main thread,
     ``worker-busy`` in its second thread. Both wanted one CPU; the states say two
     Running for the first (its main thread counted as the process and as a thread) and
-    three states for two threads in each: the count cannot say what either wanted, so
-    neither tier is given a run-queue estimate from it."""
+    three states for two threads in each: the count cannot say exactly what either wanted,
+    only at least half a CPU; the estimate is that floor, never above the CPU it did want."""
     rec = json.loads(THREADS.read_text())
     values = {
         (m["metric"]["groupname"], m["metric"]["__name__"], m["metric"].get("state")): [
@@ -555,8 +618,8 @@ def test_process_exporters_states_count_a_threaded_process_main_thread_twice() -
     for tier in tiers.values():
         assert collection.ticks[-1].gauge("procs", f"procs.{tier}") == 1.0
         cpu = derived.tiers[tier]
-        assert not cpu.runq_seen, tier
-        assert cpu.demand == cpu.cpu > 0
+        assert cpu.runq_seen and cpu.runq_floor, tier
+        assert 0 < cpu.demand <= 1.05  # each wanted one CPU: a floor, never more
 
 
 def test_a_wait_for_a_cpu_taken_by_others_is_not_a_worker_shortage() -> None:

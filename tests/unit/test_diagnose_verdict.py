@@ -282,36 +282,52 @@ def test_proxy_errors_and_client_failures_are_caveats() -> None:
     assert "the load generator counted failures: token 7" in v.caveats
 
 
-def _registry_silent(throttle: tuple[float, float] | None) -> Synth:
-    """Manifest GETs reach the proxy; the registry's metrics endpoint never answers."""
+def _registry_silent(
+    throttle: tuple[float, float] | None, wait: float = 2.9, failed_every: int = 1
+) -> Synth:
+    """Manifest GETs reach the proxy; the registry's metrics endpoint never answers (or
+    fails only every ``failed_every``-th second). ``wait``: its run-queue wait in CPUs (0: the
+    source has no such signal, as with process-exporter and a multi-threaded registry)."""
     from support.diagnose_synth import STACK_PROCS, cpu, procs_gauges
 
     s = Synth()
-    for _ in range(SECONDS):
-        procs = cpu({"registry": (0.05, 2.9)}, 2.0, s.cores)
+    for i in range(SECONDS):
+        procs = cpu({"registry": (0.05, wait)}, 2.0, s.cores)
         if throttle is not None:
             procs["periods.registry"], procs["throttled_periods.registry"] = throttle
         s.second(
             add={"procs": procs, "nginx_log": {"n.manifest GET": 25.0, "up.manifest GET": 25.0}},
             gauges={"procs": procs_gauges(STACK_PROCS)},
-            errors={"registry": "timed out"},
+            errors={"registry": "timed out"} if i % failed_every == 0 else {},
         )
     return s
 
 
 @pytest.mark.parametrize(
-    ("throttle", "title"),
+    ("throttle", "wait", "title"),
     [
-        ((10.0, 9.6), "the registry is starved of CPU by its cgroup quota"),
-        (None, "the registry is starved of CPU: too busy even to answer its metrics"),
+        ((10.0, 9.6), 2.9, "the registry is starved of CPU by its cgroup quota"),
+        (None, 2.9, "the registry is starved of CPU: too busy even to answer its metrics"),
+        (
+            None,
+            0.0,
+            "the registry stopped answering, even its metrics, without being busy: "
+            "it is held back or paused",
+        ),
     ],
 )
 def test_a_registry_too_starved_to_answer_its_metrics_is_still_named(
-    throttle: tuple[float, float] | None, title: str
+    throttle: tuple[float, float] | None, wait: float, title: str
 ) -> None:
-    v = decide(derive(_registry_silent(throttle).collection()))
+    v = decide(derive(_registry_silent(throttle, wait).collection()))
     assert (v.tier, v.title) == ("registry", title), v.text()
     assert any("counted no request" in e for e in v.evidence)
+
+
+def test_a_registry_whose_metrics_answer_mostly_is_not_named_silent() -> None:
+    """The control: an endpoint that failed in a third of the samples is late, not stopped."""
+    v = decide(derive(_registry_silent(None, 0.0, failed_every=3).collection()))
+    assert "stopped answering" not in v.text(), v.text()
 
 
 # --- a tier under a CPU quota: one rule, whichever tier and whichever source ----------------

@@ -52,6 +52,7 @@ __all__ = [
     "procs_reading",
     "queries",
     "redis_reading",
+    "runnable_floor",
     "spacing",
 ]
 
@@ -84,6 +85,9 @@ FAMILIES: Mapping[str, str] = {
 SCRAPE = "scrape_duration_seconds"
 """Prometheus' own series per target: how long the scrape took. A scrape of the token
 service is a request like the others: it waits for a worker too (:mod:`.workerwait`)."""
+UP = "up"
+"""Prometheus' own series per target: 1 if the scrape succeeded, 0 if it failed or timed out.
+A failed scrape leaves only these two series at its step: an unreadable reading, not zeros."""
 COLLECTOR = {"nginx": "stub_status", "auth": "auth", "registry": "registry", "redis": "redis"}
 
 
@@ -109,7 +113,7 @@ def queries(tiers: TierMap) -> list[Query]:
         if sel.cpu:
             out.append(Query("cpu", tier, _selector(cpu_names, sel.cpu)))
         if sel.metrics:
-            names = f"{FAMILIES[tier]}|{SCRAPE}"
+            names = f"{FAMILIES[tier]}|{SCRAPE}|{UP}"
             out.append(Query("metrics", tier, _selector(names, sel.metrics)))
     return out
 
@@ -200,9 +204,29 @@ def procs_reading(
         gauges[f"rss_mb.{tier}"] = rss / 2**20
     threads = samples.value("namedprocess_namegroup_num_threads")
     runnable = samples.value("namedprocess_namegroup_states", state="Running")
-    if runnable is not None and procs is not None and threads == procs:
-        gauges[f"runnable.{tier}"] = runnable  # threads on a CPU or waiting for one
+    counted = samples.value("namedprocess_namegroup_states")
+    if runnable is not None and procs is not None and threads is not None:
+        if threads == procs:
+            gauges[f"runnable.{tier}"] = runnable  # threads on a CPU or waiting for one
+        elif counted is not None and counted >= threads:
+            gauges[f"runnable.{tier}"] = runnable_floor(runnable, counted - threads)
+            gauges[f"runnable_floor.{tier}"] = 1.0
     return gauges, counters
+
+
+def runnable_floor(running: float, doubled: float) -> float:
+    """The fewest threads that can have been runnable, from process-exporter's states.
+
+    process-exporter (0.7.10, ``-threads`` on) counts a single-threaded process's state
+    once, and a multi-threaded process's state once for the process (its main thread's)
+    and once per thread, so the states add up to the threads plus ``doubled``, the
+    multi-threaded processes (measured with the real exporter: ``tests/unit/data``). At
+    most one main thread per such process is counted twice, and only one that was itself
+    runnable: at least ``running - doubled`` and at least half of ``running`` were. (A floor
+    on the double count only: like the exact count, it is a sample at the scrape's instant,
+    and a scrape that coincides with Prometheus' scrape of the tier itself finds the thread
+    answering it runnable: a registry using 0.04 CPU read as 0.5 at light load.)"""
+    return max(running - doubled, running / 2, 0.0)
 
 
 def host_reading(samples: Samples) -> tuple[dict[str, float], dict[str, float]]:
@@ -281,6 +305,23 @@ READERS: Mapping[str, Callable[[Samples], Reading]] = {
 """Tier → the reader of its own metrics (a step's samples → the local collector's keys)."""
 
 
+def _failed_scrape(tier: str, samples: Samples | None) -> str | None:
+    """Why this step's scrape of the tier's metrics gave nothing to read (None: it did).
+    Prometheus records ``up`` and ``scrape_duration_seconds`` even for a scrape that failed
+    or timed out; the tier's own series are then stale at that step."""
+    if samples is None:
+        return None
+    ups = [v for _, v in samples.by_name.get(UP, ())]
+    own = [name for name in samples.by_name if name not in (UP, SCRAPE)]
+    if own and not (ups and all(v == 0 for v in ups)):
+        return None
+    took = [v for _, v in samples.by_name.get(SCRAPE, ())]
+    after = f" after {max(took):.2f} s" if took else ""
+    if ups and all(v == 0 for v in ups):
+        return f"Prometheus' scrape of the {tier} metrics failed{after} (up=0)"
+    return f"Prometheus' scrape of the {tier} metrics held none of its series{after}"
+
+
 def _with_scrape(reading: Reading, samples: Samples, floor: float | None) -> Reading:
     """The reading plus ``scrape_s`` (this scrape's duration; the slowest instance) and
     ``scrape_floor_s``."""
@@ -330,12 +371,13 @@ def build_collection(
                     counters.update(c)
             elif results[q]:
                 collector = COLLECTOR[q.tier]
+                failed = _failed_scrape(q.tier, samples)
                 readings[collector] = (
                     _with_scrape(
                         READERS[q.tier](samples), samples, (scrape_floors or {}).get(q.tier)
                     )
-                    if samples is not None
-                    else Reading(error=f"no {q.tier} samples at this step")
+                    if samples is not None and failed is None
+                    else Reading(error=failed or f"no {q.tier} samples at this step")
                 )
         readings["procs"] = Reading(gauges=gauges, counters=counters)
         ticks.append(Tick(t=t, readings=readings))

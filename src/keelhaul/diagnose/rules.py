@@ -48,6 +48,8 @@ STORAGE_SHARE = 0.5
 """Storage-driver time as a share of the registry handlers' time."""
 STARVED = 0.6
 """Share of a CPU-bound tier's demand spent waiting: starved by others, not busy itself."""
+SILENT_SHARE = 0.5
+"""Share of the samples in which a tier's metrics endpoint did not answer: stopped, not late."""
 REGISTRY_SLOW_S = 0.05
 """Registry handlers' mean; metadata requests on loopback take a few milliseconds."""
 GENERATOR_THREAD = 0.85
@@ -69,6 +71,11 @@ def _cpu_text(name: str, t: TierCpu, cores: int) -> str:
     if not t.runq_seen:
         limit = f", limit {t.cpu_limit:.2f}" if t.cpu_limit is not None else ""
         return f"{name} used {t.cpu:.2f} CPUs on a host of {cores}{limit} (run-queue wait not seen)"
+    if t.runq_floor:
+        return (
+            f"{name} wanted ~{t.demand:.2f} CPUs (ran {t.cpu:.2f}, waited ~{t.runq:.2f} for a "
+            f"CPU, from the threads found runnable at each scrape) on a host of {cores}"
+        )
     return (
         f"{name} wanted {t.demand:.2f} CPUs (ran {t.cpu:.2f}, waited {t.runq:.2f} for a CPU) "
         f"on a host of {cores}"
@@ -293,22 +300,46 @@ def redis_rule(s: Signals) -> Finding | None:
 
 
 def _silent_registry(s: Signals, t: TierCpu) -> list[Finding]:
-    """Traffic, a registry throttled or wanting more CPU than the host has, and its own
-    metrics counting no request: a registry too starved to answer its metrics endpoint in
-    time (a Prometheus scrape of it times out; the local collector's read does too). When
-    its quota throttled it, :func:`quota_finding` names the cause and takes this evidence."""
-    if not s.active or not (throttled(t) or t.demand >= CPU_BOUND * s.cores):
+    """Traffic, and the registry's own metrics counting no request: a registry too starved
+    to answer its metrics endpoint in time (a Prometheus scrape of it times out; the local
+    collector's read does too). Named when its quota throttled it or it wanted more CPU
+    than the host has (when the quota is seen, :func:`quota_finding` names the cause and
+    takes this evidence), or when its endpoint failed in SILENT_SHARE of the samples: a
+    source that cannot see throttling (process-exporter) still sees a registry that stopped
+    answering while it used little CPU."""
+    if not s.active:
+        return []
+    unread = s.errors.get("registry", 0)
+    share = unread / s.steps if s.steps else 0.0
+    busy = throttled(t) or t.demand >= CPU_BOUND * s.cores
+    if not busy and share < SILENT_SHARE:
         return []
     ev = [_cpu_text("the registry", t, s.cores), "its own metrics counted no request"]
-    if s.errors.get("registry"):
-        ev.append(f"its metrics endpoint did not answer in {s.errors['registry']} samples")
+    if unread:
+        ev.append(f"its metrics endpoint did not answer in {unread} of {s.steps} samples")
+    if busy:
+        return [
+            Finding(
+                "registry",
+                0.7,
+                "the registry is starved of CPU: too busy even to answer its metrics",
+                tuple(ev),
+                ("give the registry more CPUs or replicas", "move other work off its host"),
+            )
+        ]
     return [
         Finding(
             "registry",
-            0.7,
-            "the registry is starved of CPU: too busy even to answer its metrics",
+            0.6,
+            "the registry stopped answering, even its metrics, without being busy: "
+            "it is held back or paused",
             tuple(ev),
-            ("give the registry more CPUs or replicas", "move other work off its host"),
+            (
+                "look for a CPU limit that throttles it (its cgroup's cpu.stat "
+                "nr_throttled; cAdvisor's container_cpu_cfs_throttled_periods_total), "
+                "a stopped process or long pauses",
+                "read its log for errors and timeouts",
+            ),
         )
     ]
 
@@ -327,9 +358,11 @@ def registry_rules(s: Signals) -> list[Finding]:
             f"({r.inflight_mean or 0:.0f} in flight)"
         )
     if r.scrape_error_share and r.scrape_error_share >= 0.2:
+        share = _pct(r.scrape_error_share)
         ev.append(
-            "its debug endpoint did not answer within 0.5 s in "
-            f"{_pct(r.scrape_error_share)} of samples"
+            f"Prometheus' scrapes of its metrics failed in {share} of samples"
+            if s.source.kind == "prometheus"
+            else f"its debug endpoint did not answer within 0.5 s in {share} of samples"
         )
     cpu = _cpu_text("the registry", t, s.cores)
     if throttled(t):  # the quota limits it (quota_finding takes this as its evidence)

@@ -58,6 +58,9 @@ class TierCpu:
     cpu_limit: float | None = None
     runq_seen: bool = True
     """False: the source cannot see run-queue wait (Prometheus); demand is CPU used only."""
+    runq_floor: bool = False
+    """True: ``runq`` comes from process-exporter's states of multi-threaded processes, whose
+    double count of main threads it removes at the most (:func:`promseries.runnable_floor`)."""
     replicas: float | None = None
     """Pods running the tier (cAdvisor), mean over the window."""
 
@@ -81,6 +84,7 @@ class TierCpu:
             "throttled_share": self.throttled_share,
             "cpu_limit": self.cpu_limit,
             "runq_seen": self.runq_seen,
+            "runq_floor": self.runq_floor,
             "replicas": self.replicas,
         }
 
@@ -172,6 +176,7 @@ def _tier_cpu(ticks: Sequence[Tick], tier: str) -> TierCpu | None:
         throttled_share=(throttled / periods) if periods and throttled is not None else None,
         cpu_limit=limits[-1] if limits else None,
         runq_seen=runq is not None,
+        runq_floor=any(g for _, g in gauge_series(ticks, "procs", f"runnable_floor.{tier}")),
         replicas=mean([g for _, g in gauge_series(ticks, "procs", f"replicas.{tier}")]),
     )
 
@@ -181,11 +186,10 @@ def _sampled_runq(ticks: Sequence[Tick], tier: str, cpu: float) -> float | None:
     threads found runnable (state R) at each scrape is its demand in CPUs (Little's law),
     so the time waiting for a CPU is that minus the CPU it used.
 
-    Only where every process of the tier is single-threaded at every scrape
-    (:func:`promseries.procs_reading` keeps the count only then): process-exporter counts
-    a multi-threaded process's state once for the process (its main thread's) and once per
-    thread, the main thread included, so a Go registry or a threaded worker would count
-    its main thread twice; and without its thread metrics, the main thread alone."""
+    Exact where every process of the tier is single-threaded; where some are not,
+    process-exporter counts their main threads twice and :func:`promseries.runnable_floor`
+    gives the fewest threads that can have been runnable, so the wait is a lower bound
+    (``runq_floor`` in :class:`TierCpu`); without the thread metrics, nothing."""
     runnable = [g for _, g in gauge_series(ticks, "procs", f"runnable.{tier}")]
     if not runnable or any(g is None for g in runnable):
         return None
