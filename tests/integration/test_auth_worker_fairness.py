@@ -4,7 +4,9 @@ A client that pipelines thousands of requests on one connection never makes its 
 wait for input; without a yield, another connection's single request waits until all of
 them are answered (gunicorn's own gevent worker shows it: the control case). keelhaul's
 worker yields before each request, so the other request is answered long before the
-stream ends. Ordering, not timing:
+stream ends, and makes its hub poll for I/O every few requests, so a connection whose
+request has just arrived waits for a few answers, not for a whole run of callbacks.
+Ordering, not timing:
 what counts is how many of the stream's answers arrived before the other one's.
 """
 
@@ -47,38 +49,43 @@ def _serve(tmp_path: Path, worker_class: str) -> Iterator[int]:
         procs.stop_all([ident], timeout=10)
 
 
-def _answers_before_the_other(port: int) -> int:
-    """Pipeline STREAM requests on one connection; once the first answer is back, send one
-    request on another; return how many stream answers had arrived when it was answered."""
-    stream = socket.create_connection(("127.0.0.1", port), timeout=60)
+def _answers_before_the_other(port: int, streams: int = 1) -> int:
+    """Pipeline STREAM requests on each of ``streams`` connections; once each has its first
+    answer, send one request on another; return how many stream answers had arrived when
+    it was answered."""
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(streams)]
     other = socket.create_connection(("127.0.0.1", port), timeout=60)
-    received = [0]
-    first = threading.Event()
+    received = [0] * streams
+    started = [threading.Event() for _ in range(streams)]
 
-    def read_stream() -> None:
+    def read_stream(i: int) -> None:
         tail = b""
-        while received[0] < STREAM:
-            data = stream.recv(1 << 20)
+        while received[i] < STREAM:
+            data = conns[i].recv(1 << 20)
             if not data:
                 return
             data = tail + data
-            received[0] += data.count(b"HTTP/1.1 200")
+            received[i] += data.count(b"HTTP/1.1 200")
             tail = data[-12:]
-            first.set()
+            started[i].set()
 
-    reader = threading.Thread(target=read_stream, daemon=True)
-    reader.start()
+    readers = [threading.Thread(target=read_stream, args=(i,), daemon=True) for i in range(streams)]
+    for reader in readers:
+        reader.start()
     try:
-        stream.sendall(REQUEST * STREAM)
-        assert first.wait(60), "the stream got no answer"
+        for conn in conns:
+            conn.sendall(REQUEST * STREAM)
+        assert all(e.wait(60) for e in started), "a stream got no answer"
         other.sendall(REQUEST)
         assert other.recv(4096).startswith(b"HTTP/1.1 200")
-        seen = received[0]
-        reader.join(60)
-        assert received[0] == STREAM  # every request of the stream was answered
+        seen = sum(received)
+        for reader in readers:
+            reader.join(60)
+        assert received == [STREAM] * streams  # every request of every stream was answered
         return seen
     finally:
-        stream.close()
+        for conn in conns:
+            conn.close()
         other.close()
 
 
@@ -94,6 +101,17 @@ def stock_worker(tmp_path: Path) -> Iterator[int]:
 
 def test_a_pipelining_connection_does_not_starve_another(keelhaul_worker: int) -> None:
     assert _answers_before_the_other(keelhaul_worker) < STREAM // 2
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_a_new_request_waits_for_few_answers_to_busy_connections(
+    keelhaul_worker: int, streams: int
+) -> None:
+    """The hub polls for I/O after ``workers.POLL_AFTER`` (4) requests answered without a
+    poll: measured 6 (one stream) and 12 (four) answers before the other's. A bare
+    ``sleep(0)`` yield polls only when gevent's callback run stops, after ~50 callbacks:
+    47 in both cases (and with POLL_AFTER set out of reach)."""
+    assert _answers_before_the_other(keelhaul_worker, streams) <= 24
 
 
 def test_control_gunicorns_own_gevent_worker_starves_it(stock_worker: int) -> None:

@@ -27,6 +27,21 @@ A yield only when the connection's request came without the hub polling (libev's
 constant-200 floor, and the warm token path's half-rate p99 was worse in both A/B runs of
 ``bench/token_ab.py``, so every request still yields (the yield is ~2% of a worker's
 samples under wrk).
+
+**A poll every few requests** (gevent). ``sleep(0)`` queues the greenlet behind the
+callbacks already queued, and gevent runs ~50 callbacks before its loop polls for I/O
+again; under load the yielding greenlets keep that queue full, so a connection whose
+request arrives while its greenlet waits for input is noticed only at the next poll (strace
+of a worker under ``wrk -c64``: 13 ``epoll_wait`` for 630 requests). After POLL_AFTER
+requests answered in one loop iteration the yield is a positive sleep, which waits for the
+loop's next iteration and so for a poll: a new request waits for 6-12 answers to others,
+not 47 (the fairness test), and the warm path's max-rate p99 fell to 0.69x and 0.77x in
+two A/B runs (``bench/token_ab.py --base``, 4 rounds each), the first round's spikes
+(607 and 328 ms before) gone, at the same req/s and CPU per token; the half-rate p99 moved
+0.87x and 1.28x (8-10 ms, within the noise). An unconditional ``sleep(1e-6)`` helped the
+max-rate p99 as much but made the half-rate one 1.26x and 1.31x worse; forcing a poll when
+the loop's clock was 2 ms old changed nothing (perhaps gunicorn's per-request keep-alive
+timeout refreshes that clock; not checked).
 """
 
 from __future__ import annotations
@@ -61,6 +76,10 @@ __all__ = [
     "OneWriteSocket",
     "client_error",
 ]
+
+POLL_AFTER = 4
+"""Requests a worker may answer without its hub polling for I/O before a yield forces a poll."""
+_unpolled = [-1, 0]  # the loop iteration last seen, requests answered in it (one per process)
 
 # exception -> (status, reason, Docker error code, message); first match wins
 _CLIENT_ERRORS: tuple[tuple[tuple[type[BaseException], ...], int, str, str, str], ...] = (
@@ -166,12 +185,23 @@ class OneWriteSocket:
             self.flush()
 
 
+def fair_yield() -> None:
+    """Let other connections go first: behind the greenlets already queued (``sleep(0)``),
+    and after POLL_AFTER requests answered without the hub polling for I/O, behind its
+    next poll too (any positive sleep waits for the loop's next iteration)."""
+    iteration = gevent.get_hub().loop.iteration
+    if iteration != _unpolled[0]:
+        _unpolled[0], _unpolled[1] = iteration, 0
+    _unpolled[1] += 1
+    gevent.sleep(1e-6 if _unpolled[1] > POLL_AFTER else 0)
+
+
 class OneWriteGeventWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker with :class:`OneWriteSocket` under each request and a
     yield before it."""
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        gevent.sleep(0)
+        fair_yield()
         out = OneWriteSocket(sock)
         try:
             return super().handle_request(listener_name, req, out, addr)
