@@ -271,17 +271,27 @@ def _monitoring_figures(
         on: {"rps": [], "tiers_cpu_per_req": [], "monitoring_cpu_per_req": []}
         for on in (True, False)
     }
+    ordered: list[tuple[bool, float] | None] = []
     for w in windows:
         inside = [counts.get(t, 0) for t in range(int(w["start"]) + 1, int(w["end"]) - 1)]
         requests = sum(counts.get(t, 0) for t in range(int(w["start"]), int(w["end"]) + 1))
         if not inside or not requests:
+            ordered.append(None)
             continue
+        ordered.append((w["on"], statistics.mean(inside)))
         kind = kinds[w["on"]]
         kind["rps"].append(statistics.mean(inside))
         kind["tiers_cpu_per_req"].append(w["tiers_cpu_s"] / requests)
         kind["monitoring_cpu_per_req"].append(w["monitoring_cpu_s"] / requests)
     on_rps, off_rps = statistics.mean(kinds[True]["rps"]), statistics.mean(kinds[False]["rps"])
     mean = statistics.mean
+    # neighbours (on, off, off, on, ...): each pair has one window of each kind, seconds
+    # apart, so a drift of the host's load over the run cancels within the pair
+    pairs = [
+        (a[1] / b[1]) if a[0] else (b[1] / a[1])
+        for a, b in zip(ordered[::2], ordered[1::2], strict=False)
+        if a is not None and b is not None and a[0] != b[0]
+    ]
     return {
         "date": time.strftime("%Y-%m-%d"),
         "note": args.note,
@@ -291,6 +301,8 @@ def _monitoring_figures(
         "on_rps": on_rps,
         "off_rps": off_rps,
         "ratio": on_rps / off_rps,
+        "pair_ratios": pairs,
+        "median_pair_ratio": statistics.median(pairs) if pairs else None,
         "target": TARGET,
         "met": on_rps / off_rps >= TARGET,
         "cpu_s_per_request": {
@@ -314,6 +326,10 @@ def show_monitoring(mon: dict[str, Any]) -> None:
         f"({mon['on_rps']:.1f} / {mon['off_rps']:.1f} req/s, {mon['windows']} windows of "
         f"{mon['window_s']} s; target >= {TARGET}: {verdict})"
     )
+    if mon.get("median_pair_ratio") is not None:
+        pairs = ", ".join(f"{r:.2f}" for r in mon["pair_ratios"])
+        median = mon["median_pair_ratio"]
+        print(f"neighbouring windows, running / frozen: median {median:.3f} ({pairs})")
     print(
         f"CPU ms per request: tiers {1000 * cpu['tiers_on']:.2f} (running) / "
         f"{1000 * cpu['tiers_off']:.2f} (frozen); the monitoring itself "
