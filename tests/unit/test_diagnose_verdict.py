@@ -387,3 +387,30 @@ def test_two_throttled_tiers_follow_the_precedence() -> None:
     v = decide(derive(quota_run({"registry": 0.7, "redis": 0.9}).collection()))
     assert v.tier == "redis", v.text()  # Redis slows the registry down, not the other way
     assert {f.tier for f in v.also} == {"registry"}
+
+
+def test_a_cpu_bound_registry_seen_only_through_the_sampled_floor_is_weaker_evidence() -> None:
+    """process-exporter's runnable floor is a sample at the scrape's instant: a registry over
+    the CPU threshold only through it scores below a measured finding (a token-worker queue
+    at 0.6), but still names the registry when nothing else does."""
+    from dataclasses import replace
+
+    from keelhaul.diagnose.rules import SAMPLED, SATURATED, registry_rules
+
+    s = Synth()
+    for _ in range(SECONDS):
+        registry_second(
+            s, rps=200, upstream=0.01, handler=0.0075, storage=0.0001, inflight=5.0,
+            tiers={"registry": (0.68, 0.98)}, host=2.0,
+        )  # fmt: skip
+    measured = derive(s.collection())
+    sampled = replace(
+        measured,
+        tiers={**measured.tiers, "registry": replace(measured.tiers["registry"], runq_floor=True)},
+    )
+    (direct,) = registry_rules(measured)
+    (floor,) = registry_rules(sampled)
+    assert direct.title == floor.title == "the registry is CPU-bound"
+    assert direct.score == 0.8
+    assert SATURATED <= floor.score == SAMPLED < 0.6
+    assert decide(sampled).tier == "registry"

@@ -48,6 +48,9 @@ STORAGE_SHARE = 0.5
 """Storage-driver time as a share of the registry handlers' time."""
 STARVED = 0.6
 """Share of a CPU-bound tier's demand spent waiting: starved by others, not busy itself."""
+SAMPLED = 0.55
+"""A tier's score when only the sampled run-queue floor puts it over a CPU threshold: above
+SATURATED, so it is named when nothing else is, below a finding measured directly."""
 SILENT_SHARE = 0.5
 """Share of the samples in which a tier's metrics endpoint did not answer: stopped, not late."""
 REGISTRY_SLOW_S = 0.05
@@ -65,6 +68,14 @@ def _ms(seconds: float | None) -> str:
         return "-"
     ms = seconds * 1000
     return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def sampled_only(t: TierCpu, threshold: float) -> bool:
+    """True when the tier is over ``threshold`` CPUs only through the run-queue floor sampled
+    at each scrape (process-exporter, threaded processes): a sample at the scrape's instant
+    that can coincide with the tier answering Prometheus itself (a registry using 0.04 CPU
+    read as 0.5), so weaker evidence than CPU used or a measured wait."""
+    return t.runq_floor and t.cpu < threshold <= t.demand
 
 
 def _cpu_text(name: str, t: TierCpu, cores: int) -> str:
@@ -373,7 +384,7 @@ def registry_rules(s: Signals) -> list[Finding]:
         out.append(
             Finding(
                 "registry",
-                0.8,
+                SAMPLED if sampled_only(t, CPU_BOUND * s.cores) else 0.8,
                 "the registry is starved of CPU" if starved else "the registry is CPU-bound",
                 (cpu, *ev),
                 ("give the registry more CPUs or replicas", "move other work off its host")
