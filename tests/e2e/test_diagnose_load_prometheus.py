@@ -46,9 +46,12 @@ test suite ran beside (load average 3.2-4.3; processes outside the stack 0.5-1.0
   scrape of the starved registry read as zero requests) and no cache with bcrypt 12
   (Prometheus said "none": one worker had started a second thread in some samples, which
   turned the estimate off). Both are back since failed scrapes are unreadable samples and
-  threaded processes get the estimate's floor (``promseries.runnable_floor``): all seven
+  threaded processes get the estimate's floor (``promseries.runnable_floor``): all six
   passed at 08:07-08:13 UTC (registry: "wanted ~1.93 CPUs (ran 0.05 ...)", handlers
-  1,985 ms; bcrypt 12: "4 worker(s) wanted ~3.77 CPUs (ran 1.86 ...)").
+  1,985 ms; bcrypt 12: "4 worker(s) wanted ~3.77 CPUs (ran 1.86 ...)"). In a full run at
+  09:27 the floor put the registry at "~1.65 CPUs" in the one-sync-worker case and out-scored
+  the workers' queue; a tier over a threshold only through the floor now scores 0.55
+  (``rules.SAMPLED``), below measured findings.
 """
 
 from __future__ import annotations
