@@ -32,6 +32,7 @@ from keelhaul.diagnose.promseries import (
 )
 from keelhaul.diagnose.report_html import render_html
 from keelhaul.diagnose.report_json import build_document, dumps
+from keelhaul.diagnose.rules import SAMPLED
 from keelhaul.diagnose.signals import ClientStage, derive
 from keelhaul.diagnose.sources import SourceInfo, cap_confidence, resolution_cap
 from keelhaul.diagnose.tiermap import LOCAL, TierMap, load_tier_map
@@ -568,6 +569,9 @@ def test_multi_threaded_processes_found_runnable_give_a_lower_bound(
     if floor >= 2:  # more than the host's CPUs: the evidence says how it was estimated
         assert f"4 worker(s) wanted ~{auth.demand:.2f} CPUs" in decide(s).text()
         assert "from the threads found runnable at each scrape" in decide(s).text()
+        # over the threshold only through the sampled floor: weaker than a measured finding
+        token_cpu = [f for f in decide(s).findings if f.tier == "token_cpu"]
+        assert [f.score for f in token_cpu] == [SAMPLED]
 
 
 def test_states_that_do_not_add_up_estimate_nothing() -> None:

@@ -312,12 +312,12 @@ def _failed_scrape(tier: str, samples: Samples | None) -> str | None:
     if samples is None:
         return None
     ups = [v for _, v in samples.by_name.get(UP, ())]
-    own = [name for name in samples.by_name if name not in (UP, SCRAPE)]
-    if own and not (ups and all(v == 0 for v in ups)):
+    down = bool(ups) and all(v == 0 for v in ups)
+    if not down and any(name not in (UP, SCRAPE) for name in samples.by_name):
         return None
     took = [v for _, v in samples.by_name.get(SCRAPE, ())]
     after = f" after {max(took):.2f} s" if took else ""
-    if ups and all(v == 0 for v in ups):
+    if down:
         return f"Prometheus' scrape of the {tier} metrics failed{after} (up=0)"
     return f"Prometheus' scrape of the {tier} metrics held none of its series{after}"
 

@@ -78,6 +78,11 @@ def sampled_only(t: TierCpu, threshold: float) -> bool:
     return t.runq_floor and t.cpu < threshold <= t.demand
 
 
+def _cpu_score(t: TierCpu, threshold: float, score: float) -> float:
+    """A CPU-demand finding's score: SAMPLED when only the sampled floor crosses ``threshold``."""
+    return min(score, SAMPLED) if sampled_only(t, threshold) else score
+
+
 def _cpu_text(name: str, t: TierCpu, cores: int) -> str:
     if not t.runq_seen:
         limit = f", limit {t.cpu_limit:.2f}" if t.cpu_limit is not None else ""
@@ -252,9 +257,8 @@ def token_rules(s: Signals, hot: HotSpot | None) -> Finding | None:
                 "keep the credential cache on: a verified password is then checked once per TTL",
                 "add CPUs or replicas: password hashing is CPU by design (never weaken the hash)",
             ]
-        return Finding(
-            "token_cpu", 0.9 if queued or slots else 0.8, title, (*detail, *ev), tuple(steps)
-        )
+        score = 0.9 if queued or slots else _cpu_score(t, CPU_BOUND * usable, 0.8)
+        return Finding("token_cpu", score, title, (*detail, *ev), tuple(steps))
     if slots or queued:
         return Finding(
             "token_workers",
@@ -332,7 +336,7 @@ def _silent_registry(s: Signals, t: TierCpu) -> list[Finding]:
         return [
             Finding(
                 "registry",
-                0.7,
+                0.7 if throttled(t) else _cpu_score(t, CPU_BOUND * s.cores, 0.7),
                 "the registry is starved of CPU: too busy even to answer its metrics",
                 tuple(ev),
                 ("give the registry more CPUs or replicas", "move other work off its host"),
@@ -384,7 +388,7 @@ def registry_rules(s: Signals) -> list[Finding]:
         out.append(
             Finding(
                 "registry",
-                SAMPLED if sampled_only(t, CPU_BOUND * s.cores) else 0.8,
+                _cpu_score(t, CPU_BOUND * s.cores, 0.8),
                 "the registry is starved of CPU" if starved else "the registry is CPU-bound",
                 (cpu, *ev),
                 ("give the registry more CPUs or replicas", "move other work off its host")

@@ -188,8 +188,9 @@ def _sampled_runq(ticks: Sequence[Tick], tier: str, cpu: float) -> float | None:
 
     Exact where every process of the tier is single-threaded; where some are not,
     process-exporter counts their main threads twice and :func:`promseries.runnable_floor`
-    gives the fewest threads that can have been runnable, so the wait is a lower bound
-    (``runq_floor`` in :class:`TierCpu`); without the thread metrics, nothing."""
+    removes that double count at the most (``runq_floor`` in :class:`TierCpu`); both are
+    samples at the scrape's instant, not a measured wait; without the thread metrics,
+    nothing."""
     runnable = [g for _, g in gauge_series(ticks, "procs", f"runnable.{tier}")]
     if not runnable or any(g is None for g in runnable):
         return None

@@ -51,9 +51,9 @@ SOURCES: Mapping[str, SourceKind] = {
             "Prometheus (query_range over the run's window)",
             (
                 "run-queue wait (estimated from the threads found runnable at each scrape "
-                "with process-exporter: exact for single-threaded processes, a lower bound "
-                "for multi-threaded ones; not at all with cAdvisor, which shows a quota's "
-                "throttling instead)",
+                "with process-exporter, a main thread counted twice removed for multi-threaded "
+                "processes; not at all with cAdvisor, which shows a quota's throttling "
+                "instead)",
                 "accept queues",
                 "nginx's per-request upstream times",
                 "log lines (nginx alerts, gunicorn WORKER TIMEOUT)",
