@@ -155,6 +155,26 @@ def test_web_piped_prints_progress_lines_until_the_test_stops(stack: StackInfo) 
     assert "\x1b" not in out and "Aggregated" in out
 
 
+def test_web_with_a_run_time_follows_a_test_restarted_from_the_ui(stack: StackInfo) -> None:
+    """``--web --run-time`` starts by itself; stopped from the UI and started again there,
+    the second test is followed too, until the run's time is up."""
+    port = free_port()
+    argv = _load(stack, "--web", "--web-port", str(port), "--users", "2", "--run-time", "14s",
+                 "--print-every", "1")  # fmt: skip
+    with _started(argv, terminal=False) as (proc, output):
+        output.wait_for(" users=2 ", 60)
+        _post(port, "/stop")
+        stopped = output.wait_for("keelhaul load: test stopped after ", 30)
+        _post(port, "/swarm", {"user_count": "1", "spawn_rate": "1"})
+        output.wait_for(" users=1 ", 30, after=stopped)
+        assert proc.wait(timeout=60) == 0, output.closed()[-3000:]
+        out = output.closed()
+    after = out[stopped:].splitlines()
+    assert any(x.startswith("keelhaul load: progress ") and " users=1 " in x for x in after), out
+    assert out.count("keelhaul load: test stopped after ") == 1  # the run's own end says none
+    assert "Aggregated" in out
+
+
 def _master_and_worker(
     stack: StackInfo, run_time: str, *worker_args: str
 ) -> tuple[list[str], list[str]]:

@@ -192,3 +192,26 @@ def test_an_identity_token_login_gets_no_refresh_token(client: FlaskClient, issu
     assert "refresh_token" not in ci.get_json() and ci.get_json()["token"]
     user = client.post("/token", data=form | {"username": "alice", "password": "alice-pw"})
     assert user.status_code == 200 and user.get_json()["refresh_token"]
+
+
+def test_ci_logins_are_not_throttled_by_another_clients_failures(
+    auth_env,  # type: ignore[no-untyped-def]
+    issuer: Issuer,
+) -> None:
+    """A runner's address shared with a client guessing passwords under the same account
+    name: the guesser is throttled, the job's identity token still logs in."""
+    users = [{"kind": "htpasswd", "path": str(auth_env.htpasswd)}, issuer.backend(leeway=5)]
+    throttle = {"max_failures": 2, "max_failures_per_ip": 2, "base_delay": 30, "max_delay": 300}
+    app = create_app(auth_env.settings(users=users, throttle=throttle))
+    client = app.test_client()
+    try:
+        assert [login(client, f"guess-{i}", user="ci").status_code for i in range(3)] == [
+            401,
+            401,
+            429,
+        ]
+        assert login(client, "guess-3", user="alice").status_code == 429  # the address too
+        r = login(client, issuer.sign(), user="ci")
+        assert r.status_code == 200, r.get_json()
+    finally:
+        shutdown(app)

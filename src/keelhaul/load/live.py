@@ -17,6 +17,7 @@ Imports gevent: used by the load kit's processes only.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class LiveDisplay:
         self._say = say
         self._greenlet: gevent.Greenlet[[], None] | None = None
         self._live: Live | None = None
+        self._logs = _LogsAbove(None)
         self.frames = 0
         self.draw_cpu_s = 0.0
 
@@ -103,6 +105,7 @@ class LiveDisplay:
                 redirect_stderr=True,
             )
             self._live.start()
+            self._logs = _LogsAbove(self._spec.stream)
         self._greenlet = gevent.spawn(self._loop)
 
     def stop(self) -> None:
@@ -111,6 +114,7 @@ class LiveDisplay:
             greenlet.kill(block=True)
         live, self._live = self._live, None
         if live is not None:
+            self._logs.restore()
             live.stop()
 
     def _loop(self) -> None:
@@ -136,3 +140,36 @@ class LiveDisplay:
             live.update(Group(*lines), refresh=True)
         self.frames += 1
         self.draw_cpu_s += time.process_time() - began
+
+
+class _LogsAbove:
+    """While the block is drawn, log handlers writing to its stream write through rich's
+    stand-in for ``sys.stderr`` instead, so that their lines scroll above the block rather
+    than cut through it (a handler keeps the stream it was made with, e.g. Locust's or
+    ``logging.basicConfig``'s); :meth:`restore` gives them their stream back."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._moved: list[tuple[logging.StreamHandler[Any], Any]] = []
+        proxy = sys.stderr
+        if stream is None or proxy is stream:  # nothing to move, or rich did not redirect
+            return
+        for handler in _handlers():
+            if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
+                self._moved.append((handler, handler.setStream(proxy)))
+
+    def restore(self) -> None:
+        moved, self._moved = self._moved, []
+        for handler, stream in moved:
+            handler.setStream(stream)
+
+
+def _handlers() -> list[logging.Handler]:
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [
+        x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)
+    ]
+    seen: dict[int, logging.Handler] = {}
+    for found in loggers:
+        for handler in found.handlers:
+            seen.setdefault(id(handler), handler)
+    return list(seen.values())

@@ -240,6 +240,8 @@ class _Session:
         try:
             try:
                 if settings.autostart:
+                    if live is not None and settings.web:  # the UI may stop it, start another
+                        live.follow_tests(self.env.events, stopped_from_the_ui)
                     _headless(settings, runner, self.runtime, master, say, live)
                 else:
                     if live is not None:  # each test started from the UI, shown here too
