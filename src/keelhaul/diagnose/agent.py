@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 import threading
@@ -30,6 +29,7 @@ from keelhaul.diagnose.sampler import Sampler
 from keelhaul.diagnose.watch import build_collectors, describe, load_targets
 from keelhaul.diagnose.watching import progress_document
 from keelhaul.errors import DiagnoseError, KeelhaulError, ProfileError
+from keelhaul.stack.procs import is_alive
 
 __all__ = ["main"]
 
@@ -48,18 +48,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the stack")
     p.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
     return p.parse_args(argv)
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _wait_for_stack(directory: Path, seconds: float, stop: threading.Event) -> None:
@@ -102,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     deadline = started + args.max_seconds
     beats = 0
     while not stop.wait(1.0):
-        if not _alive(args.parent) or time.monotonic() >= deadline:
+        if (args.parent is not None and not is_alive(args.parent)) or time.monotonic() >= deadline:
             break
         beats += 1
         if beats % PROGRESS_EVERY_S == 0:

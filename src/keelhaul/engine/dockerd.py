@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import IO
 
 from keelhaul.errors import ComponentError, MissingBinaryError
+from keelhaul.stack.procs import is_alive
 
 __all__ = ["DOCKER", "DOCKERD", "Dockerd", "running_dockerd"]
 
@@ -48,16 +49,6 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Dockerd:
@@ -191,11 +182,11 @@ class Dockerd:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        if containerd is not None and _alive(containerd):
+        if containerd is not None and is_alive(containerd):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(containerd, signal.SIGTERM)
             deadline = time.monotonic() + 15
-            while _alive(containerd) and time.monotonic() < deadline:
+            while is_alive(containerd) and time.monotonic() < deadline:
                 time.sleep(0.2)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(containerd, signal.SIGKILL)

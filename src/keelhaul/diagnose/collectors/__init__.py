@@ -22,11 +22,14 @@ A collector never raises for its tier being down or slow: it returns a ``Reading
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
+
+import httpx
 
 from keelhaul.diagnose.model import Reading
 
-__all__ = ["Collector"]
+__all__ = ["Collector", "Unreadable", "get_text"]
 
 
 class Collector(Protocol):
@@ -35,3 +38,21 @@ class Collector(Protocol):
     def collect(self) -> Reading: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Why a tier's page could not be read this tick (for ``Reading.error``)."""
+
+    error: str
+
+
+def get_text(client: httpx.Client, url: str) -> str | Unreadable:
+    """The body of ``GET url`` when it answers 200; else what went wrong, in one line."""
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as exc:
+        return Unreadable(f"GET {url}: {type(exc).__name__}")
+    if response.status_code != 200:
+        return Unreadable(f"GET {url}: HTTP {response.status_code}")
+    return response.text

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from keelhaul.diagnose.collectors import Unreadable, get_text
 from keelhaul.diagnose.model import Hist, Reading
 from keelhaul.diagnose.prom import Samples, flatten, parse_text
 
@@ -84,13 +85,8 @@ class AuthMetricsCollector:
                 return f"cannot read {self._dir}: {exc}"
         if self._client is None or self._url is None:
             return "no metrics source"
-        try:
-            response = self._client.get(self._url)
-        except httpx.HTTPError as exc:
-            return f"GET {self._url}: {type(exc).__name__}"
-        if response.status_code != 200:
-            return f"GET {self._url}: HTTP {response.status_code}"
-        return parse_text(response.text)
+        text = get_text(self._client, self._url)
+        return text.error if isinstance(text, Unreadable) else parse_text(text)
 
     def collect(self) -> Reading:
         samples = self._samples()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import httpx
 
+from keelhaul.diagnose.collectors import Unreadable, get_text
 from keelhaul.diagnose.model import Hist, Reading
 from keelhaul.diagnose.prom import Samples, parse_text
 from keelhaul.diagnose.stages import registry_stage
@@ -74,14 +75,11 @@ class RegistryMetricsCollector:
         self._client = httpx.Client(timeout=timeout, trust_env=False)
 
     def collect(self) -> Reading:
+        text = get_text(self._client, self._url)
+        if isinstance(text, Unreadable):
+            return Reading(error=text.error)
         try:
-            response = self._client.get(self._url)
-        except httpx.HTTPError as exc:
-            return Reading(error=f"GET {self._url}: {type(exc).__name__}")
-        if response.status_code != 200:
-            return Reading(error=f"GET {self._url}: HTTP {response.status_code}")
-        try:
-            return registry_reading(parse_text(response.text, FAMILIES))
+            return registry_reading(parse_text(text, FAMILIES))
         except ValueError as exc:
             return Reading(error=f"{self._url}: unparsable metrics ({exc})")
 

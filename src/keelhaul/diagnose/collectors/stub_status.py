@@ -10,6 +10,7 @@ import re
 
 import httpx
 
+from keelhaul.diagnose.collectors import Unreadable, get_text
 from keelhaul.diagnose.model import Reading
 
 __all__ = ["StubStatusCollector", "parse_stub_status"]
@@ -49,13 +50,10 @@ class StubStatusCollector:
         self._client = httpx.Client(timeout=timeout, trust_env=False)
 
     def collect(self) -> Reading:
-        try:
-            response = self._client.get(self._url)
-        except httpx.HTTPError as exc:
-            return Reading(error=f"GET {self._url}: {type(exc).__name__}")
-        if response.status_code != 200:
-            return Reading(error=f"GET {self._url}: HTTP {response.status_code}")
-        return parse_stub_status(response.text)
+        text = get_text(self._client, self._url)
+        if isinstance(text, Unreadable):
+            return Reading(error=text.error)
+        return parse_stub_status(text)
 
     def close(self) -> None:
         self._client.close()
