@@ -9,6 +9,7 @@ flows than the baseline by more than the noise tune measured. Every stack is sto
 
 The field report's staging service on the production Redis: a stack on a Redis someone
 else keeps busy (``--redis-url``) gets its own Redis, and the tuned settings drop the URL.
+A busy Redis that is already the stack's own has no knob: tune changes nothing and says so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from keelhaul.netutil import free_port
+from support.diagnosis import busy_redis
 from support.servers import RedisServer, spawn_redis
 from support.stacks import clean_env, keelhaul, running_stack
 
@@ -187,3 +189,19 @@ def test_a_stack_on_a_busy_shared_redis_gets_its_own(tmp_path: Path) -> None:
     env = (tmp_path / "out" / "tuned.env").read_text()
     assert "KEELHAUL_STACK_REDIS_URL=\n" in env and str(port) not in env
     assert "--redis-url" not in doc["stack_up_flags"]
+
+
+def test_a_busy_redis_of_the_stacks_own_ends_the_journey_with_no_knob(tmp_path: Path) -> None:
+    knobs = ("--no-credential-cache", "--bcrypt-cost", "4")
+    with running_stack(tmp_path / "s", *knobs) as info:
+        before = json.loads((info.dir / "stack.json").read_text())
+        with busy_redis(info.raw["redis_url"], 300):  # ended by the block, bounded anyway
+            doc = tune(info.dir, tmp_path / "out", "--mix", "login=1", "--users", "2")
+        after = json.loads((info.dir / "stack.json").read_text())
+    assert first_verdict(doc) == "redis", doc["steps"][0]["verdict"]
+    outcomes = [s["outcome"] for s in doc["steps"]]
+    assert outcomes == ["baseline", "baseline", "stop"], outcomes
+    assert "no knob" in doc["stopped"] and "already the stack's own" in doc["stopped"]
+    # nothing was changed: same settings, same processes
+    assert after["settings"] == before["settings"] and after["pids"] == before["pids"]
+    assert doc["final_settings"] == doc["initial_settings"]
