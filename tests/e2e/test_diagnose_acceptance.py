@@ -227,9 +227,14 @@ def test_light_load_on_a_healthy_stack_finds_no_server_side_bottleneck(
     done = keelhaul(
         "load", "--stack-dir", str(healthy.dir), "--mix", "login=1", "--rate", "15/s",
         "--users", "10", "--run-time", f"{WATCH_S}s", "--images", "1", "--layer-size", "64k",
-        "--diagnose", "--diagnose-dir", str(out),
+        "--diagnose", "--diagnose-dir", str(out), "--print-every", "2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # issue #17: the progress lines say how long the diagnosis has watched and, once its
+    # agent has written progress.json (every 5 s), the tier with the highest CPU demand
+    progress = [x for x in done.stderr.splitlines() if x.startswith("keelhaul load: progress ")]
+    assert progress and all(" diagnosis=" in x for x in progress), done.stderr
+    assert any(" diagnosis_top=" in x for x in progress), progress
     doc = json.loads((out / "diagnosis.json").read_text())
     assert doc["verdict"]["tier"] in ("none", "load_generator"), verdict_text(doc)
     token = next(w for w in doc["waterfalls"] if w["stage"] == "token")

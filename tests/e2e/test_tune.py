@@ -44,6 +44,11 @@ def tune(stack_dir: Path, out: Path, *extra: str) -> dict[str, Any]:
     assert "journey:" in done.stdout and "before/after:" in done.stdout
     doc: dict[str, Any] = json.loads((out / "journey.json").read_text())
     assert doc["schema"] == "keelhaul.tune/v1"
+    # issue #17: the step it is on, and after each change the journey so far
+    said = done.stdout + done.stderr
+    assert "[step 0] baseline: " in said and "[step 1] baseline again: " in said
+    if any(s["outcome"] in ("kept", "reverted") for s in doc["steps"]):
+        assert "journey so far: baseline " in said
     return doc
 
 
