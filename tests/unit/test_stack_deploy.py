@@ -394,7 +394,8 @@ def test_ports_and_service_names_agree_everywhere() -> None:
     assert _container(flat, "redis")["command"] == redis_cmd
     auth_probe = _container(flat, "auth")["readinessProbe"]["httpGet"]["port"]
     assert auth_probe == expected["auth"]
-    assert f":{expected['auth']}/healthz" in " ".join(compose["auth"]["healthcheck"]["test"])
+    probe = " ".join(compose["auth"]["healthcheck"]["test"])
+    assert f"/dev/tcp/127.0.0.1/{expected['auth']} " in probe and "GET /healthz " in probe
     nginx_listen = find(
         find_all(find_all(parse(configs["nginx.conf"]), "http")[0].block or (), "server")[0].block
         or (),
