@@ -38,6 +38,7 @@ __all__ = [
     "process_tier_mapping",
     "prometheus_args",
     "prometheus_config",
+    "prometheus_global",
     "stack_tiers",
     "tier_matchers",
 ]
@@ -178,14 +179,20 @@ PROMETHEUS_BINARY = ("prometheus", "prometheus")
 # ------------------------------------------------------------------ Prometheus
 
 
-def prometheus_config(plan: StackPlan) -> dict[str, Any]:
-    """Every job at 1 s: the diagnosis' resolution is the scrape interval."""
+def prometheus_global() -> dict[str, str]:
+    """Every job at 1 s (the stack's Prometheus and the cluster's scrape config alike): the
+    diagnosis' resolution is the scrape interval."""
     return {
-        "global": {
-            "scrape_interval": SCRAPE_INTERVAL,
-            "scrape_timeout": SCRAPE_INTERVAL,
-            "evaluation_interval": SCRAPE_INTERVAL,
-        },
+        "scrape_interval": SCRAPE_INTERVAL,
+        "scrape_timeout": SCRAPE_INTERVAL,
+        "evaluation_interval": SCRAPE_INTERVAL,
+    }
+
+
+def prometheus_config(plan: StackPlan) -> dict[str, Any]:
+    """The stack's own Prometheus: one static job per exporter and tier."""
+    return {
+        "global": prometheus_global(),
         "scrape_configs": [
             {
                 "job_name": job.job,

@@ -21,12 +21,12 @@ from typing import Any
 from keelhaul.stack.monitoring import (
     EXPORTERS,
     PROMETHEUS,
-    SCRAPE_INTERVAL,
     monitoring_yaml,
     process_exporter_config,
     process_tier_mapping,
     prometheus_args,
     prometheus_config,
+    prometheus_global,
     stack_tiers,
 )
 from keelhaul.stack.plan import HOST, SERVICE_NAMES, StackPlan
@@ -194,11 +194,7 @@ def kube_prometheus_config(plan: StackPlan, deploy: DeploySettings) -> dict[str,
         "authorization": {"credentials_file": f"{sa}/token"},
     }
     return {
-        "global": {
-            "scrape_interval": SCRAPE_INTERVAL,
-            "scrape_timeout": SCRAPE_INTERVAL,
-            "evaluation_interval": SCRAPE_INTERVAL,
-        },
+        "global": prometheus_global(),
         "scrape_configs": [
             {
                 "job_name": f"{APP}-pods",
