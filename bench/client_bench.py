@@ -121,9 +121,7 @@ def _client(host: str, user: str, password: str) -> RegistryClient:
 def _authfile(workdir: Path, host: str, user: str, password: str) -> Path:
     path = workdir / "skopeo-auth.json"
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"auths": {host: {"auth": token}}}, fh)
+    write_text(path, json.dumps({"auths": {host: {"auth": token}}}), mode=0o600)
     return path
 
 
@@ -147,15 +145,9 @@ def _push_curl(host: str, password: str, layout: Path, repo: str, workdir: Path)
     started.raise_for_status()
     location = urljoin(f"http://{host}/", started.headers["Location"])
     url = f"{location}{'&' if '?' in location else '?'}digest={layer.digest}"
-    headers = workdir / "curl-headers"  # the token stays off the command line
-    fd = os.open(headers, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"Authorization: Bearer {token}\nContent-Type: application/octet-stream\n")
-    try:
-        blob = layout / "blobs" / algorithm / hexdigest
-        return _run([curl, "-sS", "-f", "-X", "PUT", "-T", str(blob), "-H", f"@{headers}", url])
-    finally:
-        headers.unlink()
+    blob = layout / "blobs" / algorithm / hexdigest
+    headers = f"Authorization: Bearer {token}\nContent-Type: application/octet-stream\n"
+    return _curl_run(curl, ["-X", "PUT", "-T", str(blob), url], headers, workdir)
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -164,15 +156,19 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> float:
     )
 
 
-def _curl(curl: str, url: str, token: str, workdir: Path, target: Path) -> float:
-    headers = workdir / "curl-headers"  # the token stays off the command line
-    fd = os.open(headers, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"Authorization: Bearer {token}\n")
+def _curl_run(curl: str, args: list[str], headers: str, workdir: Path) -> float:
+    """Seconds of ``curl args`` sending these header lines, read from a 0600 file so that
+    the token stays off the command line."""
+    path = workdir / "curl-headers"
+    write_text(path, headers, mode=0o600)
     try:
-        return _run([curl, "-sS", "-f", "-o", str(target), "-H", f"@{headers}", url])
+        return _run([curl, "-sS", "-f", "-H", f"@{path}", *args])
     finally:
-        headers.unlink()
+        path.unlink()
+
+
+def _curl(curl: str, url: str, token: str, workdir: Path, target: Path) -> float:
+    return _curl_run(curl, ["-o", str(target), url], f"Authorization: Bearer {token}\n", workdir)
 
 
 def _push_runs(

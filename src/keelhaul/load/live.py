@@ -25,6 +25,7 @@ from typing import Any, Protocol, TextIO
 
 import gevent
 from rich.console import Console, Group
+from rich.file_proxy import FileProxy
 from rich.live import Live
 from rich.text import Text
 
@@ -151,7 +152,7 @@ class _LogsAbove:
     def __init__(self, stream: TextIO | None) -> None:
         self._moved: list[tuple[logging.StreamHandler[Any], Any]] = []
         proxy = sys.stderr
-        if stream is None or proxy is stream:  # nothing to move, or rich did not redirect
+        if stream is None or not isinstance(proxy, FileProxy):  # rich did not redirect
             return
         for handler in _handlers():
             if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
